@@ -1,0 +1,95 @@
+"""WebSocket handshake authentication (PROTOCOL.md 3).
+
+- ``Authorization: Token <key>``: programs; no Origin needed.
+- Otherwise the Django session cookie, only with an Origin whose host is in ALLOWED_HOSTS:
+  a cookie with a missing, ``null`` or foreign Origin is refused at the handshake (HTTP 403),
+  which stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is not
+  used because it would also refuse token clients and handshakes without credentials.
+- Neither: the socket is let through as anonymous; the consumer then closes it with 4401.
+
+Offering only unknown subprotocols is refused at the handshake too.
+"""
+
+from __future__ import annotations
+
+from http.cookies import SimpleCookie
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib import auth
+from django.contrib.auth.models import AnonymousUser
+from django.http.request import split_domain_port, validate_host
+from django.utils.module_loading import import_string
+
+from . import protocol
+
+
+def origin_allowed(origin: str | None) -> bool:
+    """True if ``origin`` names a host in ALLOWED_HOSTS."""
+    if not origin or origin == "null":
+        return False
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return False
+    domain, _port = split_domain_port(parts.netloc)
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+def _session_user(session_key: str):
+    engine = import_string(settings.SESSION_ENGINE)
+    request = SimpleNamespace(session=engine.SessionStore(session_key))
+    # auth.get_user verifies the session's password hash, so a changed password logs out.
+    return auth.get_user(request)
+
+
+def _token_user(key: str):
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.select_related("user").filter(key=key).first()
+    if token is None or not token.user.is_active:
+        return AnonymousUser()
+    return token.user
+
+
+async def _deny(receive, send) -> None:
+    """Refuse the handshake: Daphne answers HTTP 403."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close"})
+
+
+class ChatAuthMiddleware:
+    """Sets ``scope["user"]``, and ``scope["session_key"]`` or ``scope["auth_token"]``."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        offered = scope.get("subprotocols") or []
+        if offered and protocol.SUBPROTOCOL not in offered:
+            return await _deny(receive, send)
+
+        headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        cookies = SimpleCookie()
+        try:
+            cookies.load(headers.get(b"cookie", ""))
+        except Exception:
+            cookies = SimpleCookie()
+        session_key = cookies[settings.SESSION_COOKIE_NAME].value if settings.SESSION_COOKIE_NAME in cookies else None
+        authorization = headers.get(b"authorization", "")
+
+        scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
+        if authorization.startswith("Token "):
+            key = authorization[len("Token ") :].strip()
+            scope["user"] = await database_sync_to_async(_token_user)(key)
+            scope["auth_token"] = key
+        elif session_key is not None:
+            if not origin_allowed(headers.get(b"origin")):
+                return await _deny(receive, send)
+            scope["user"] = await database_sync_to_async(_session_user)(session_key)
+            scope["session_key"] = session_key
+        return await self.app(scope, receive, send)

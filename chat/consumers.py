@@ -1,0 +1,241 @@
+"""ChatConsumer: authenticate → parse → call a service → relay events (PROTOCOL.md 3)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from . import protocol, realtime, rules, selectors, services
+from .models import Room
+from .protocol import ChatError
+
+log = logging.getLogger(__name__)
+
+FLOOD_WINDOW = 10.0  # seconds
+FLOOD_LIMIT = 10  # rate_limited replies within the window before closing with 4429
+
+
+def _join_room(*, user, slug: str):
+    access = rules.room_access(user=user, slug=slug)
+    services.room_join(access=access, user=user)
+    return access.room
+
+
+class ChatConsumer(AsyncConsumer):
+    """One WebSocket. Room events reach it from the process's realtime.Hub, not from a
+    channel of its own, so the consumer has no channel-layer channel."""
+
+    channel_layer_alias = None
+
+    async def dispatch(self, message):
+        # AsyncConsumer.dispatch hops to a thread for close_old_connections() before every
+        # event; database_sync_to_async already does that around each query, so the hop
+        # is pure cost on every frame.
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is not None:
+            await handler(message)
+
+    # -- lifecycle --
+
+    async def websocket_connect(self, message):
+        self.user = self.scope["user"]
+        self.user_id = self.user.pk
+        self.username = getattr(self.user, "username", "")
+        self.session_key = self.scope.get("session_key")
+        self.auth_token = self.scope.get("auth_token")
+        self.rooms: dict[str, tuple[Room, realtime.Subscription]] = {}
+        self.closed = False
+        self.hub: realtime.Hub | None = None
+        self.rate_limited_at: deque[float] = deque()
+        self.frame_tokens = float(settings.CHAT_FRAME_BURST)
+        self.frame_time = time.monotonic()
+
+        accept = {"type": "websocket.accept"}
+        if protocol.SUBPROTOCOL in (self.scope.get("subprotocols") or []):
+            accept["subprotocol"] = protocol.SUBPROTOCOL
+        await self.base_send(accept)
+        if not self.user.is_authenticated:
+            await self.send_frame(protocol.error_frame(protocol.UNAUTHENTICATED, "Log in or send a token."))
+            await self.close(protocol.CLOSE_UNAUTHENTICATED)
+            return
+        self.hub = await realtime.ahub()
+        await self.hub.user_attach(self)
+        slug = self.scope["url_route"]["kwargs"].get("slug")
+        if slug:
+            await self.handle_frame({"type": protocol.JOIN, "room": slug})
+
+    async def websocket_disconnect(self, message):
+        self.closed = True
+        if self.hub is not None:
+            for _room, sub in self.rooms.values():
+                self.hub.unsubscribe(sub)
+            self.rooms.clear()
+            self.hub.user_detach(self)
+        raise StopConsumer()
+
+    async def websocket_receive(self, message):
+        if self.closed or self.hub is None:
+            return
+        if not self._frame_budget():
+            await self.reply_error(ChatError(protocol.RATE_LIMITED, "Too many frames.", retry_after=1.0))
+            return
+        try:
+            frame = protocol.parse_frame(message.get("text"))
+        except ChatError as error:
+            await self.reply_error(error)
+            return
+        await self.handle_frame(frame)
+
+    # -- sending --
+
+    async def send_text(self, text: str) -> None:
+        if not self.closed:
+            await self.base_send({"type": "websocket.send", "text": text})
+
+    async def send_frame(self, frame: dict[str, Any]) -> None:
+        await self.send_text(protocol.encode(frame))
+
+    async def close(self, code: int) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.base_send({"type": "websocket.close", "code": code})
+
+    async def fail(self) -> None:
+        """Close with 1011: the client reconnects and resumes with `since`."""
+        await self.close(protocol.CLOSE_INTERNAL_ERROR)
+
+    async def reply_error(self, error: ChatError) -> None:
+        await self.send_frame(protocol.error_frame(error.code, error.detail, ref=error.ref, retry_after=error.retry_after))
+        if error.code == protocol.RATE_LIMITED:
+            now = time.monotonic()
+            self.rate_limited_at.append(now)
+            while self.rate_limited_at and self.rate_limited_at[0] < now - FLOOD_WINDOW:
+                self.rate_limited_at.popleft()
+            if len(self.rate_limited_at) > FLOOD_LIMIT:
+                await self.close(protocol.CLOSE_FLOODING)
+
+    def _frame_budget(self) -> bool:
+        """Token bucket on all frames, so one client cannot keep the process busy."""
+        now = time.monotonic()
+        rate = settings.CHAT_FRAME_RATE
+        self.frame_tokens = min(settings.CHAT_FRAME_BURST, self.frame_tokens + (now - self.frame_time) * rate)
+        self.frame_time = now
+        if self.frame_tokens < 1:
+            return False
+        self.frame_tokens -= 1
+        return True
+
+    # -- frames --
+
+    async def handle_frame(self, frame: dict[str, Any]) -> None:
+        ref = frame.get("ref")
+        handler = getattr(self, "frame_" + frame["type"])
+        try:
+            reply = await handler(frame)
+        except ChatError as error:
+            error.ref = ref
+            await self.reply_error(error)
+            return
+        except (OperationalError, InterfaceError) as exc:
+            log.warning("database unavailable: %r", exc)
+            await self.reply_error(ChatError(protocol.UNAVAILABLE, "The database is unavailable; retry later.", ref=ref))
+            return
+        except Exception:
+            log.exception("frame %s failed", frame["type"])
+            await self.reply_error(ChatError(protocol.SERVER_ERROR, "Something went wrong; retry.", ref=ref))
+            return
+        if reply is not None:
+            if ref is not None:
+                reply["ref"] = ref
+            await self.send_frame(reply)
+
+    def _joined(self, slug: str) -> Room:
+        if slug not in self.rooms:
+            raise ChatError(protocol.NOT_JOINED, "Join the room first.")
+        return self.rooms[slug][0]
+
+    def _leave(self, slug: str) -> None:
+        room_sub = self.rooms.pop(slug, None)
+        if room_sub is not None:
+            self.hub.unsubscribe(room_sub[1])
+
+    async def frame_join(self, frame):
+        slug = services.validate_slug(frame["room"])
+        self._leave(slug)
+        room = await database_sync_to_async(_join_room)(user=self.user, slug=slug)
+        sub = await self.hub.subscribe(self, room.pk)
+        try:
+            resume = await database_sync_to_async(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
+        except BaseException:
+            self.hub.unsubscribe(sub)
+            raise
+        self.rooms[slug] = (room, sub)
+        joined = {
+            "type": protocol.JOINED,
+            "room": slug,
+            "seq": resume.seq,
+            "online": self.hub.online(room.pk),
+            "resync": resume.resync,
+        }
+        if frame.get("ref") is not None:
+            joined["ref"] = frame["ref"]
+        await self.send_frame(joined)
+        for replay in resume.frames:
+            await self.send_text(replay.text)
+        await sub.start(last=resume.seq)
+
+    async def frame_leave(self, frame):
+        self._leave(frame["room"])
+        return {"type": protocol.LEFT, "room": frame["room"]}
+
+    async def frame_send(self, frame):
+        room = self._joined(frame["room"])
+        message, _created = await database_sync_to_async(services.message_post)(
+            room=room, author=self.user, body=frame["body"], client_id=frame["client_id"]
+        )
+        return {
+            "type": protocol.ACK,
+            "room": message.room.slug,
+            "client_id": message.client_id,
+            "id": message.pk,
+            "seq": message.seq,
+        }
+
+    async def frame_edit(self, frame):
+        await database_sync_to_async(services.message_edit)(message_id=frame["id"], user=self.user, body=frame["body"])
+
+    async def frame_delete(self, frame):
+        await database_sync_to_async(services.message_delete)(message_id=frame["id"], user=self.user)
+
+    async def frame_typing(self, frame):
+        self._joined(frame["room"])
+
+    async def frame_read(self, frame):
+        self._joined(frame["room"])
+
+    async def frame_ping(self, frame):
+        return {"type": protocol.PONG}
+
+    # -- events for this user (from realtime.user_event_publish) --
+
+    async def user_event(self, event: dict[str, Any]) -> None:
+        """Act on a user-level event: close matching sockets, or kick from a room."""
+        if "close" in event:
+            if event.get("session_key") not in (None, self.session_key):
+                return
+            if event.get("token") not in (None, self.auth_token):
+                return
+            await self.close(event["close"])
+        elif "kick" in event:
+            for slug, (room, _sub) in list(self.rooms.items()):
+                if room.pk == event["kick"]:
+                    self._leave(slug)
+                    await self.send_frame({"type": protocol.KICKED, "room": slug, "reason": event.get("reason", "")})

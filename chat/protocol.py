@@ -1,0 +1,177 @@
+"""The WebSocket envelope of PROTOCOL.md 3: frame types, error codes, parsing and the one
+JSON shape of a message.
+
+Nothing here touches the database or the channel layer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+SUBPROTOCOL = "chat.v1"
+MAX_FRAME_BYTES = 64 * 1024
+MAX_REF = 64
+
+# Client → server frame types.
+JOIN = "join"
+LEAVE = "leave"
+SEND = "send"
+EDIT = "edit"
+DELETE = "delete"
+TYPING = "typing"
+READ = "read"
+PING = "ping"
+
+# Server → client frame types.
+MESSAGE = "message"
+MESSAGE_EDITED = "message.edited"
+MESSAGE_DELETED = "message.deleted"
+JOINED = "joined"
+LEFT = "left"
+ACK = "ack"
+PRESENCE = "presence"
+KICKED = "kicked"
+ERROR = "error"
+PONG = "pong"
+
+# Error codes (PROTOCOL.md 3.4).
+BAD_JSON = "bad_json"
+BAD_FRAME = "bad_frame"
+TOO_LARGE = "too_large"
+INVALID = "invalid"
+NOT_FOUND = "not_found"
+NOT_JOINED = "not_joined"
+FORBIDDEN = "forbidden"
+MUTED = "muted"
+ROOM_LOCKED = "room_locked"
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+SERVER_ERROR = "server_error"
+UNAUTHENTICATED = "unauthenticated"
+
+# Close codes.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_BANNED = 4403
+CLOSE_FLOODING = 4429
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 1011
+
+# The fields each client frame requires (name → type); `since` is optional on join.
+_FIELDS: dict[str, dict[str, type]] = {
+    JOIN: {"room": str},
+    LEAVE: {"room": str},
+    SEND: {"room": str, "body": str, "client_id": str},
+    EDIT: {"id": int, "body": str},
+    DELETE: {"id": int},
+    TYPING: {"room": str},
+    READ: {"room": str, "seq": int},
+    PING: {},
+}
+
+
+class ChatError(Exception):
+    """A refusal with a PROTOCOL.md 3.4 code: an `error` frame on the socket, an error body over REST."""
+
+    def __init__(self, code: str, detail: str, *, ref: str | None = None, retry_after: float | None = None):
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.ref = ref
+        self.retry_after = retry_after
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_frame(text: str | None) -> dict[str, Any]:
+    """Return the client frame in ``text`` as a dict, or raise ChatError.
+
+    Checks run in PROTOCOL.md's order: size, JSON, frame shape. ``None`` stands for a
+    binary frame.
+    """
+    if text is None:
+        raise ChatError(BAD_JSON, "Frames must be UTF-8 JSON in text frames.")
+    if len(text) > MAX_FRAME_BYTES or (len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES):
+        raise ChatError(TOO_LARGE, f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
+    try:
+        frame = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ChatError(BAD_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise ChatError(BAD_JSON, "The frame must be a JSON object.")
+
+    ref = frame.get("ref")
+    if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REF):
+        raise ChatError(BAD_FRAME, f"`ref` must be a string of at most {MAX_REF} characters.")
+    kind = frame.get("type")
+    fields = _FIELDS.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise ChatError(BAD_FRAME, "Unknown or missing `type`.", ref=ref)
+    for name, expected in fields.items():
+        value = frame.get(name)
+        if not (_is_int(value) if expected is int else isinstance(value, expected)):
+            raise ChatError(BAD_FRAME, f"`{name}` is missing or not a {expected.__name__}.", ref=ref)
+    if kind == JOIN and frame.get("since") is not None and not _is_int(frame["since"]):
+        raise ChatError(BAD_FRAME, "`since` must be an integer.", ref=ref)
+    return frame
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Serialize a server frame."""
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """Format a time as PROTOCOL.md does: UTC, microseconds, a trailing Z."""
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def message_payload(message) -> dict[str, Any]:
+    """Return MESSAGE, the one JSON shape of a message (socket and REST).
+
+    ``message`` needs ``room`` and ``author`` loaded (select_related) to avoid queries.
+    """
+    return {
+        "id": message.pk,
+        "room": message.room.slug,
+        "seq": message.seq,
+        "author": {"id": message.author_id, "username": message.author.username},
+        "body": "" if message.deleted else message.body,
+        "client_id": message.client_id,
+        "created_at": timestamp(message.created_at),
+        "edited_at": timestamp(message.edited_at),
+        "deleted": message.deleted,
+    }
+
+
+@dataclass(frozen=True)
+class RoomEventFrame:
+    """A room event ready to send: its seq and its encoded frame."""
+
+    seq: int
+    text: str
+
+
+def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:
+    """Return the encoded room-event frame of kind ``kind`` about ``message`` at ``seq``."""
+    room = message.room.slug
+    if kind == MESSAGE_DELETED:
+        frame = {"type": kind, "room": room, "seq": seq, "id": message.pk, "by": by}
+    else:
+        frame = {"type": kind, "room": room, "seq": seq, "message": message_payload(message)}
+    return RoomEventFrame(seq=seq, text=encode(frame))
+
+
+def error_frame(code: str, detail: str, *, ref: str | None = None, retry_after: float | None = None) -> dict:
+    frame: dict[str, Any] = {"type": ERROR, "code": code, "detail": detail}
+    if retry_after is not None:
+        frame["retry_after"] = round(retry_after, 2)
+    if ref is not None:
+        frame["ref"] = ref
+    return frame

@@ -1,0 +1,415 @@
+"""The only module that talks to the channel layer.
+
+Each server process runs one Hub. The hub owns one channel-layer channel and joins it to
+the group of every room (and user) that has a socket in this process, so the layer carries
+one message per process and room, not one per recipient. The hub fans each room event out
+to the local sockets as one pre-encoded frame, in seq order and without gaps:
+
+- events are numbered per room (PROTOCOL.md 3.3); a feed per room delivers seq n+1 only
+  after n, holds early arrivals, and fills a gap from the database if the missing event
+  has not arrived within FILL_DELAY;
+- the channel layer is at-most-once, so a poll compares every feed with the database's
+  room seq every POLL_INTERVAL and fills what never arrived (a lost broadcast, a Redis
+  outage) from the database;
+- each socket's Subscription starts buffering before the socket reads the room's seq from
+  the database, so nothing committed after that read can slip past it.
+
+Writers call room_event_publish() / user_event_publish() from any thread (typically a
+transaction.on_commit callback); they never block on the layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from .protocol import RoomEventFrame
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between database checks of every feed's seq
+FILL_DELAY = 0.1  # how long an out-of-order event waits for the missing one
+LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
+REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
+REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
+
+ROOM_EVENT = "room.event"
+USER_EVENT = "user.event"
+
+
+def room_group(room_id: int) -> str:
+    return f"chat.room.{room_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"chat.user.{user_id}"
+
+
+class Socket(Protocol):
+    """What the hub needs of a connected socket (ChatConsumer)."""
+
+    user_id: int
+    username: str
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def user_event(self, event: dict[str, Any]) -> None: ...
+
+    async def fail(self) -> None: ...
+
+
+# --- per socket -----------------------------------------------------------------------
+
+
+class Subscription:
+    """One socket's place in one room's stream.
+
+    Until start() the subscription buffers; afterwards it sends frame ``last + 1`` next,
+    skips anything at or below ``last`` and fills any gap from the database.
+    """
+
+    __slots__ = ("socket", "room_id", "last", "buffer")
+
+    def __init__(self, socket: Socket, room_id: int):
+        self.socket = socket
+        self.room_id = room_id
+        self.last = 0
+        self.buffer: list[RoomEventFrame] | None = []
+
+    async def offer(self, frame: RoomEventFrame) -> None:
+        """Take a frame from the feed (called in seq order)."""
+        if self.buffer is not None:
+            self.buffer.append(frame)
+        elif frame.seq == self.last + 1:
+            self.last = frame.seq
+            await self.socket.send_text(frame.text)
+        elif frame.seq > self.last:
+            self.buffer = [frame]
+            asyncio.get_running_loop().create_task(self.catch_up())
+
+    async def start(self, *, last: int) -> None:
+        """Go live after ``last`` (the seq the socket has), delivering what arrived meanwhile."""
+        self.last = last
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Deliver the buffer in order, filling gaps from the database, then go live."""
+        from .selectors import event_frames
+
+        try:
+            while self.buffer:
+                frames, self.buffer = sorted(self.buffer, key=lambda f: f.seq), []
+                for frame in frames:
+                    if frame.seq <= self.last:
+                        continue
+                    if frame.seq > self.last + 1:
+                        missing = await database_sync_to_async(event_frames)(
+                            room_id=self.room_id, after=self.last, upto=frame.seq - 1
+                        )
+                        if [m.seq for m in missing] != list(range(self.last + 1, frame.seq)):
+                            raise RuntimeError(f"events {self.last + 1}-{frame.seq - 1} are no longer kept")
+                        for m in missing:
+                            await self.socket.send_text(m.text)
+                        self.last = frame.seq - 1
+                    self.last = frame.seq
+                    await self.socket.send_text(frame.text)
+            self.buffer = None
+        except Exception:
+            # The socket cannot be brought up to date here; it reconnects and resumes.
+            log.exception("catch-up failed for room %s", self.room_id)
+            await self.socket.fail()
+
+
+# --- per room in this process ---------------------------------------------------------
+
+
+class RoomFeed:
+    """The ordered, gap-free stream of one room's events in this process."""
+
+    def __init__(self, hub: Hub, room_id: int):
+        self.hub = hub
+        self.room_id = room_id
+        self.seq: int | None = None  # last delivered; None until started
+        self.subs: set[Subscription] = set()
+        self.pending: dict[int, RoomEventFrame] = {}
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+        self.filling = False
+        self.poll_target: int | None = None
+
+    async def accept(self, frames: list[RoomEventFrame]) -> None:
+        """Take frames in any order; deliver every one that is next in line."""
+        for frame in frames:
+            if self.seq is None or frame.seq > self.seq:
+                self.pending.setdefault(frame.seq, frame)
+        if self.seq is None:
+            return
+        while self.seq + 1 in self.pending:
+            frame = self.pending.pop(self.seq + 1)
+            self.seq = frame.seq
+            for sub in list(self.subs):
+                try:
+                    await sub.offer(frame)
+                except Exception:
+                    log.exception("delivery failed in room %s", self.room_id)
+                    self.subs.discard(sub)
+        if self.pending:
+            self.fill(delay=FILL_DELAY)
+
+    def start(self, seq: int) -> None:
+        self.seq = seq
+        self.pending = {s: f for s, f in self.pending.items() if s > seq}
+        self.ready.set()
+
+    def fill(self, *, delay: float, upto: int | None = None) -> None:
+        """Fetch missing events from the database after ``delay`` unless they arrive first."""
+        if not self.filling:
+            self.filling = True
+            self.hub.loop.create_task(self._fill(delay, upto))
+
+    async def _fill(self, delay: float, upto: int | None) -> None:
+        from .selectors import event_frames
+
+        try:
+            await asyncio.sleep(delay)
+            target = max([*self.pending, upto or 0])
+            if self.seq is None or target <= self.seq or self.hub.feeds.get(self.room_id) is not self:
+                return
+            frames = await database_sync_to_async(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
+            self.hub.inbox.put_nowait(("fill", self.room_id, frames))
+        except Exception:
+            log.exception("gap fill failed in room %s", self.room_id)
+        finally:
+            self.filling = False
+
+
+# --- per process ----------------------------------------------------------------------
+
+
+class Hub:
+    """One per process (per event loop): the process's channel, feeds and user sockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.layer = get_channel_layer()
+        self.channel: str | None = None
+        self.feeds: dict[int, RoomFeed] = {}
+        self.users: dict[int, set[Socket]] = {}
+        self.inbox: asyncio.Queue = asyncio.Queue()
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.layer_ok = True
+        self.started = loop.create_task(self._start())
+        self.tasks: list[asyncio.Task] = []
+
+    def stop(self) -> None:
+        """Cancel the hub's tasks (tests, shutdown)."""
+        for task in [self.started, *self.tasks]:
+            task.cancel()
+
+    def alive(self) -> bool:
+        return not self.loop.is_closed() and self.loop.is_running()
+
+    async def _start(self) -> None:
+        self.channel = await self.layer.new_channel(prefix="chat-hub")
+        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh):
+            self.tasks.append(self.loop.create_task(run()))
+
+    # -- writers (any thread) --
+
+    def publish(self, group: str, message: dict[str, Any], local: tuple | None) -> None:
+        """Queue ``message`` for the layer and, for room events, deliver it here at once."""
+        if local is not None:
+            self.inbox.put_nowait(local)
+        self.outbox.put_nowait(("send", group, message, None))
+
+    # -- sockets (event loop) --
+
+    async def subscribe(self, socket: Socket, room_id: int) -> Subscription:
+        """Return a buffering subscription of ``socket`` to the room's feed.
+
+        The feed has joined the room's group and knows its seq before this returns, so a
+        database read made afterwards covers everything the feed has not delivered yet.
+        """
+        from .selectors import room_seq
+
+        feed = self.feeds.get(room_id)
+        if feed is None:
+            feed = self.feeds[room_id] = RoomFeed(self, room_id)
+            try:
+                await self._group("add", room_group(room_id))
+                feed.start(await database_sync_to_async(room_seq)(room_id=room_id))
+            except BaseException as exc:
+                feed.error = exc
+                feed.ready.set()
+                if self.feeds.get(room_id) is feed:
+                    del self.feeds[room_id]
+                raise
+        await feed.ready.wait()
+        if feed.error is not None:
+            raise feed.error
+        sub = Subscription(socket, room_id)
+        feed.subs.add(sub)
+        return sub
+
+    def online(self, room_id: int) -> list[str]:
+        """Usernames with a socket in the room in this process."""
+        feed = self.feeds.get(room_id)
+        return sorted({sub.socket.username for sub in feed.subs}) if feed else []
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        feed = self.feeds.get(sub.room_id)
+        if feed is None:
+            return
+        feed.subs.discard(sub)
+        if not feed.subs and feed.ready.is_set():
+            del self.feeds[sub.room_id]
+            self.outbox.put_nowait(("discard", room_group(sub.room_id), None, None))
+
+    async def user_attach(self, socket: Socket) -> None:
+        sockets = self.users.setdefault(socket.user_id, set())
+        sockets.add(socket)
+        if len(sockets) == 1:
+            await self._group("add", user_group(socket.user_id))
+
+    def user_detach(self, socket: Socket) -> None:
+        sockets = self.users.get(socket.user_id)
+        if sockets is None:
+            return
+        sockets.discard(socket)
+        if not sockets:
+            del self.users[socket.user_id]
+            self.outbox.put_nowait(("discard", user_group(socket.user_id), None, None))
+
+    # -- internals --
+
+    async def _group(self, op: str, group: str) -> None:
+        """Add the hub's channel to ``group`` through the ordered outbox; never raises."""
+        done = self.loop.create_future()
+        self.outbox.put_nowait((op, group, None, done))
+        try:
+            await asyncio.wait_for(asyncio.shield(done), LAYER_TIMEOUT)
+        except asyncio.TimeoutError:
+            self.layer_ok = False
+            log.warning("channel layer: %s %s timed out; the database poll covers the room", op, group)
+
+    async def _publish(self) -> None:
+        """Run layer writes one at a time, in the order they were queued."""
+        await self.started
+        while True:
+            op, group, message, done = await self.outbox.get()
+            try:
+                if op == "send":
+                    await self.layer.group_send(group, message)
+                elif op == "add":
+                    await asyncio.wait_for(self.layer.group_add(group, self.channel), LAYER_TIMEOUT)
+                else:
+                    await asyncio.wait_for(self.layer.group_discard(group, self.channel), LAYER_TIMEOUT)
+            except Exception as exc:
+                self.layer_ok = False
+                log.warning("channel layer %s %s failed: %r", op, group, exc)
+            finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(self.channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.layer_ok = False
+                log.warning("channel layer receive failed: %r", exc)
+                await asyncio.sleep(0.5)
+                continue
+            if message.get("type") == ROOM_EVENT:
+                frame = RoomEventFrame(seq=message["seq"], text=message["text"])
+                self.inbox.put_nowait(("room", message["room"], [frame]))
+            elif message.get("type") == USER_EVENT:
+                self.inbox.put_nowait(("user", message["user"], message["event"]))
+
+    async def _dispatch(self) -> None:
+        """Apply inbox items one at a time: this is what keeps each feed in order."""
+        while True:
+            kind, key, payload = await self.inbox.get()
+            try:
+                if kind in ("room", "fill"):
+                    feed = self.feeds.get(key)
+                    if feed is not None:
+                        await feed.accept(payload)
+                else:
+                    for socket in list(self.users.get(key, ())):
+                        await socket.user_event(payload)
+            except Exception:
+                log.exception("hub dispatch failed for %s %s", kind, key)
+
+    async def _poll(self) -> None:
+        """Fill from the database what the layer never delivered (lost message, outage)."""
+        from .selectors import room_seqs
+
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            feeds = [f for f in self.feeds.values() if f.seq is not None]
+            if not feeds:
+                continue
+            try:
+                seqs = await database_sync_to_async(room_seqs)(room_ids=[f.room_id for f in feeds])
+            except Exception as exc:
+                log.warning("feed poll failed: %r", exc)
+                continue
+            for feed in feeds:
+                current = seqs.get(feed.room_id, 0)
+                # Behind on two polls in a row: the broadcast is lost, not merely in flight.
+                if feed.poll_target is not None and feed.seq < feed.poll_target:
+                    feed.fill(delay=0, upto=current)
+                feed.poll_target = current if current > feed.seq else None
+
+    async def _refresh(self) -> None:
+        """Re-join every group: channels-redis groups expire, and a restarted Redis is empty."""
+        while True:
+            await asyncio.sleep(REFRESH_HEALTHY if self.layer_ok else REFRESH_UNHEALTHY)
+            self.layer_ok = True
+            groups = [room_group(r) for r in self.feeds] + [user_group(u) for u in self.users]
+            for group in groups:
+                self.outbox.put_nowait(("add", group, None, None))
+
+
+_hub: Hub | None = None
+
+
+async def ahub() -> Hub:
+    """Return this process's hub, starting it on the running loop if needed."""
+    global _hub
+    loop = asyncio.get_running_loop()
+    if _hub is None or _hub.loop is not loop:
+        _hub = Hub(loop)
+    await _hub.started
+    return _hub
+
+
+def _publish(group: str, message: dict[str, Any], local: tuple | None = None) -> None:
+    hub = _hub
+    if hub is not None and hub.alive():
+        hub.loop.call_soon_threadsafe(hub.publish, group, message, local)
+        return
+    # No sockets in this process (a management command, a plain HTTP worker).
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception as exc:
+        log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
+
+
+def room_event_publish(*, room_id: int, frame: RoomEventFrame) -> None:
+    """Announce a committed room event to every process. Safe from any thread."""
+    message = {"type": ROOM_EVENT, "room": room_id, "seq": frame.seq, "text": frame.text}
+    _publish(room_group(room_id), message, local=("room", room_id, [frame]))
+
+
+def user_event_publish(*, user_id: int, event: dict[str, Any]) -> None:
+    """Send ``event`` to every socket of the user, in every process. Safe from any thread."""
+    _publish(user_group(user_id), {"type": USER_EVENT, "user": user_id, "event": event})

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from .consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/", ChatConsumer.as_asgi()),
+    path("ws/chat/<str:slug>/", ChatConsumer.as_asgi()),
+]

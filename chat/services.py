@@ -1,0 +1,209 @@
+"""Every write. Each function validates, stores in one transaction, and announces the change
+on commit (never before: PROTOCOL.md 3.3, persist then announce).
+
+Functions raise ChatError with a PROTOCOL.md code for refusals; database outages surface as
+django.db.OperationalError / InterfaceError, which the doors turn into `unavailable`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from . import protocol, realtime, rules
+from .models import Membership, Message, Room, RoomEvent
+from .protocol import ChatError
+
+# Events kept per room for resuming; PROTOCOL.md promises replay of the last 500.
+EVENTS_KEPT = 500
+_PRUNE_EVERY = 100
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def validate_body(body: str) -> str:
+    """Return ``body`` trimmed, or raise invalid."""
+    body = body.strip()
+    if not body:
+        raise ChatError(protocol.INVALID, "The message is empty.")
+    if len(body) > Message.MAX_BODY:
+        raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
+    return body
+
+
+def validate_client_id(client_id: str) -> str:
+    if not 1 <= len(client_id) <= 64 or not client_id.isprintable():
+        raise ChatError(protocol.INVALID, "`client_id` must be 1-64 printable characters.")
+    return client_id
+
+
+def validate_slug(slug: str) -> str:
+    if not SLUG_RE.match(slug):
+        raise ChatError(protocol.INVALID, "Room names are 1-64 lowercase letters, digits, '-' or '_'.")
+    return slug
+
+
+# --- posting rate ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: float
+
+
+def post_rate() -> Rate | None:
+    """Parse CHAT_POST_RATE ("10/10s", "0" for none)."""
+    value = str(settings.CHAT_POST_RATE).strip()
+    if value in ("", "0"):
+        return None
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?", value)
+    if not match:
+        raise ValueError(f"CHAT_POST_RATE must look like '10/10s' or '0', not {value!r}")
+    return Rate(int(match[1]), float(match[2]))
+
+
+def check_post_rate(*, user) -> None:
+    """Raise rate_limited if ``user`` stored CHAT_POST_RATE messages within the sliding window.
+
+    The messages themselves are the log, so every door and every process share one budget.
+    """
+    rate = post_rate()
+    if rate is None:
+        return
+    now = timezone.now()
+    recent = list(
+        Message.objects.filter(author=user, created_at__gt=now - timedelta(seconds=rate.seconds))
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[: rate.count]
+    )
+    if len(recent) >= rate.count:
+        retry_after = (recent[-1] + timedelta(seconds=rate.seconds) - now).total_seconds()
+        raise ChatError(protocol.RATE_LIMITED, "You are posting too fast.", retry_after=max(retry_after, 0.01))
+
+
+# --- room events ----------------------------------------------------------------------
+
+
+def _next_seq(room_id: int) -> int:
+    """Take the room's next seq. Must run inside the transaction that stores the change.
+
+    The UPDATE locks the room row until commit, so seqs commit in order and without gaps
+    (a database sequence could commit out of order).
+    """
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET seq = seq + 1 WHERE id = %s RETURNING seq", [room_id])
+        return cursor.fetchone()[0]
+
+
+def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
+    """Store the event and announce it once the transaction commits."""
+    RoomEvent.objects.create(room_id=message.room_id, seq=seq, kind=kind, message=message, by=by)
+    if seq % _PRUNE_EVERY == 0:
+        RoomEvent.objects.filter(room_id=message.room_id, seq__lte=seq - EVENTS_KEPT - _PRUNE_EVERY).delete()
+    frame = protocol.event_frame(kind=kind, seq=seq, message=message, by=by)
+    room_id = message.room_id
+    transaction.on_commit(lambda: realtime.room_event_publish(room_id=room_id, frame=frame))
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Message, bool]:
+    """Store a message and broadcast it; return (message, created).
+
+    A repeated ``client_id`` of the same author returns the original (in whatever room it
+    was posted) with created False: nothing stored, broadcast or counted against the rate.
+    """
+    client_id = validate_client_id(client_id)
+    body = validate_body(body)
+    existing = Message.objects.select_related("room", "author").filter(author=author, client_id=client_id).first()
+    if existing is not None:
+        return existing, False
+    room = rules.check_post(rules.room_access(user=author, room=room)).room
+    check_post_rate(user=author)
+    try:
+        with transaction.atomic():
+            seq = _next_seq(room.pk)
+            message = Message.objects.create(room=room, author=author, seq=seq, body=body, client_id=client_id)
+            _record_event(message=message, kind=protocol.MESSAGE, seq=seq)
+    except IntegrityError:
+        # Another door stored the same client_id in between.
+        existing = Message.objects.select_related("room", "author").filter(author=author, client_id=client_id).first()
+        if existing is None:
+            raise
+        return existing, False
+    return message, True
+
+
+def _message_for_update(message_id: int, user) -> tuple[Message, rules.RoomAccess]:
+    message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
+    access = rules.room_access(user=user, room=message.room) if message is not None else None
+    if message is None or access is None or not access.visible:
+        raise ChatError(protocol.NOT_FOUND, "No such message.")
+    return message, access
+
+
+def message_edit(*, message_id: int, user, body: str) -> Message:
+    """The author replaces the body; broadcasts `message.edited`."""
+    body = validate_body(body)
+    message, access = _message_for_update(message_id, user)
+    rules.check_edit(access, message, user)
+    with transaction.atomic():
+        seq = _next_seq(message.room_id)
+        message.body = body
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
+    return message
+
+
+def message_delete(*, message_id: int, user) -> Message:
+    """Soft-delete (author, room moderator or staff); broadcasts `message.deleted`.
+
+    Deleting a deleted message changes nothing and announces nothing.
+    """
+    message, access = _message_for_update(message_id, user)
+    by = rules.check_delete(access, message, user)
+    if message.deleted:
+        return message
+    with transaction.atomic():
+        seq = _next_seq(message.room_id)
+        message.deleted = True
+        message.save(update_fields=["deleted"])
+        _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
+    return message
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+def room_join(*, access: rules.RoomAccess, user) -> Membership | None:
+    """Check the user may join; in a public room make them a member on first join."""
+    rules.check_join(access)
+    if access.role is not None:
+        return None
+    membership, _ = Membership.objects.get_or_create(room=access.room, user=user)
+    return membership
+
+
+def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> Room:
+    """Create a room owned by ``owner``; raise invalid for a bad or taken slug."""
+    slug = validate_slug(slug)
+    name = (name or slug).strip()[:100]
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(slug=slug, name=name, private=private, owner=owner)
+            Membership.objects.create(room=room, user=owner, role=Membership.Role.OWNER)
+    except IntegrityError:
+        raise ChatError(protocol.INVALID, "That room name is taken.") from None
+    return room

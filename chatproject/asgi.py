@@ -1,0 +1,20 @@
+"""ASGI entry point: Django for HTTP, ChatConsumer for WebSockets (see chat.auth)."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatproject.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chat.auth import ChatAuthMiddleware  # noqa: E402
+from chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": ChatAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,128 @@
+import json
+import os
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from chat import realtime
+from chat.models import Room
+from tests.factories import make_room, make_token, make_user
+
+ORIGIN = "http://localhost"
+
+
+def redis_url() -> str:
+    """The Redis for tests that need one: REDIS_URL, or the machine's local Redis."""
+    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_hub():
+    """Each test gets its own event loop, hence its own hub and an empty channel layer."""
+    realtime._hub = None
+    yield
+    if realtime._hub is not None:
+        realtime._hub.stop()
+    realtime._hub = None
+    try:
+        await get_channel_layer().flush()
+    except Exception:
+        pass
+
+
+@pytest.fixture
+def user(db):
+    return make_user("ann")
+
+
+@pytest.fixture
+def other(db):
+    return make_user("bob")
+
+
+@pytest.fixture
+def general(db) -> Room:
+    """The migration's room (transactional tests flush it away, so make it again)."""
+    return Room.objects.get_or_create(slug="general", defaults={"name": "General"})[0]
+
+
+@pytest.fixture
+def room(db, user) -> Room:
+    return make_room(owner=user, slug="lobby")
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+class Socket:
+    """A WebsocketCommunicator that speaks JSON frames."""
+
+    def __init__(self, communicator: WebsocketCommunicator):
+        self.comm = communicator
+
+    async def send(self, **frame):
+        await self.comm.send_to(text_data=json.dumps(frame))
+
+    async def send_raw(self, text=None, bytes_data=None):
+        await self.comm.send_to(text_data=text, bytes_data=bytes_data)
+
+    async def recv(self, timeout: float = 3) -> dict:
+        return json.loads(await self.comm.receive_from(timeout))
+
+    async def recv_until(self, type_: str, timeout: float = 3) -> dict:
+        while True:
+            frame = await self.recv(timeout)
+            if frame["type"] == type_:
+                return frame
+
+    async def silent(self, timeout: float = 0.3) -> bool:
+        return await self.comm.receive_nothing(timeout)
+
+    async def join(self, room: str, **extra) -> dict:
+        """Send join; return its answer (`joined` or `error`)."""
+        await self.send(type="join", room=room, **extra)
+        while True:
+            frame = await self.recv()
+            if frame["type"] in ("joined", "error"):
+                return frame
+
+    async def close(self):
+        await self.comm.disconnect()
+
+
+async def open_socket(path="/ws/chat/", *, cookie=None, token=None, origin=ORIGIN, subprotocols=None):
+    """Connect through the real ASGI application (auth middleware included)."""
+    from chatproject.asgi import application
+
+    headers = []
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    if cookie is not None:
+        headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+    if token is not None:
+        headers.append((b"authorization", f"Token {token}".encode()))
+    comm = WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
+    connected, subprotocol = await comm.connect(timeout=5)
+    return Socket(comm), connected, subprotocol
+
+
+@pytest.fixture
+def ann_cookie(user, general):
+    return session_cookie(user)
+
+
+@pytest.fixture
+def bob_cookie(other):
+    return session_cookie(other)
+
+
+@pytest.fixture
+def ann_token(user):
+    return make_token(user)
