@@ -203,6 +203,7 @@ class Hub:
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
+        self.layer_errors = 0  # channel-layer failures since start
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -297,6 +298,11 @@ class Hub:
             self.layer_ok = False
             log.warning("channel layer: %s %s timed out; the database poll covers the room", op, group)
 
+    def _layer_failed(self, what: str, exc: BaseException) -> None:
+        self.layer_ok = False
+        self.layer_errors += 1
+        log.warning("channel layer %s failed: %r", what, exc)
+
     async def _publish(self) -> None:
         """Run layer writes one at a time, in the order they were queued."""
         await self.started
@@ -310,8 +316,7 @@ class Hub:
                 else:
                     await asyncio.wait_for(self.layer.group_discard(group, self.channel), LAYER_TIMEOUT)
             except Exception as exc:
-                self.layer_ok = False
-                log.warning("channel layer %s %s failed: %r", op, group, exc)
+                self._layer_failed(f"{op} {group}", exc)
             finally:
                 if done is not None and not done.done():
                     done.set_result(None)
@@ -323,8 +328,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self.layer_ok = False
-                log.warning("channel layer receive failed: %r", exc)
+                self._layer_failed("receive", exc)
                 await asyncio.sleep(0.5)
                 continue
             if message.get("type") == ROOM_EVENT:

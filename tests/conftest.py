@@ -71,7 +71,10 @@ class Socket:
         await self.comm.send_to(text_data=json.dumps(frame))
 
     async def send_raw(self, text=None, bytes_data=None):
-        await self.comm.send_to(text_data=text, bytes_data=bytes_data)
+        """Send a text or binary frame as it is (empty ones too)."""
+        message = {"type": "websocket.receive"}
+        message["bytes" if text is None else "text"] = bytes_data if text is None else text
+        await self.comm.send_input(message)
 
     async def recv(self, timeout: float = 3) -> dict:
         return json.loads(await self.comm.receive_from(timeout))

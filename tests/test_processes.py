@@ -1,0 +1,49 @@
+"""Two real Daphne processes on the real Redis and the test database."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from tests.conftest import redis_url
+from tests.factories import make_token, make_user
+from tests.servers import servers
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+@pytest.fixture
+def tokens(general):
+    return make_token(make_user("ann")), make_token(make_user("bob"))
+
+
+async def _recv(ws, type_, timeout=5):
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if frame["type"] == type_:
+            return frame
+
+
+async def test_a_message_sent_to_one_process_reaches_a_client_of_the_other(tokens, tmp_path):
+    ann_token, bob_token = tokens
+    with servers(2, redis_url=redis_url(), log_dir=tmp_path) as (a, b):
+        async with (
+            websockets.connect(f"{a.ws}/ws/chat/", additional_headers={"Authorization": f"Token {ann_token}"}) as ann,
+            websockets.connect(f"{b.ws}/ws/chat/", additional_headers={"Authorization": f"Token {bob_token}"}) as bob,
+        ):
+            for ws in (ann, bob):
+                await ws.send(json.dumps({"type": "join", "room": "general"}))
+                await _recv(ws, "joined")
+            loop = asyncio.get_running_loop()
+            await ann.send(json.dumps({"type": "send", "room": "general", "body": "across", "client_id": "x1"}))
+            ack = await _recv(ann, "ack")
+            sent_at = loop.time()
+            message = await _recv(bob, "message")
+            latency = loop.time() - sent_at
+            assert message["message"]["id"] == ack["id"] and message["message"]["body"] == "across"
+            # Faster than the database poll (0.5-1 s): it came over Redis.
+            assert latency < 0.4, latency
+            # And back the other way.
+            await bob.send(json.dumps({"type": "send", "room": "general", "body": "back", "client_id": "y1"}))
+            assert (await _recv(ann, "message"))["message"]["body"] == "back"
