@@ -48,14 +48,15 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
 
-def start_server(*, redis_url: str, log_dir: Path, extra_env: dict | None = None) -> Server:
-    port = free_port()
+def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None = None, port: int | None = None) -> Server:
+    """Start Daphne on the test database; ``redis_url`` None keeps the configured layer."""
+    port = port or free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "chatproject.settings",
         "DATABASE_URL": test_database_url(),
-        "REDIS_URL": redis_url,
         "CHAT_POST_RATE": "0",
+        **({"REDIS_URL": redis_url} if redis_url else {}),
         **(extra_env or {}),
     }
     log = log_dir / f"daphne-{port}.log"
