@@ -216,7 +216,10 @@ class ChatConsumer(AsyncConsumer):
         await database_sync_to_async(services.message_delete)(message_id=frame["id"], user=self.user)
 
     async def frame_typing(self, frame):
-        self._joined(frame["room"])
+        room = self._joined(frame["room"])
+        if self.hub.typing_allowed(self.user_id, room.pk):
+            text = protocol.encode({"type": protocol.TYPING, "room": room.slug, "user": self.username})
+            realtime.room_ephemeral_publish(room_id=room.pk, text=text, except_user=self.user_id)
 
     async def frame_read(self, frame):
         self._joined(frame["room"])

@@ -39,7 +39,9 @@ REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups e
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
 
 ROOM_EVENT = "room.event"
+ROOM_EPHEMERAL = "room.ephemeral"  # no seq, not stored: typing
 USER_EVENT = "user.event"
+TYPING_EVERY = 3.0  # seconds: at most one typing frame per user and room
 
 
 def room_group(room_id: int) -> str:
@@ -204,6 +206,7 @@ class Hub:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
         self.layer_errors = 0  # channel-layer failures since start
+        self.typing_at: dict[tuple[int, int], float] = {}
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -261,6 +264,16 @@ class Hub:
         """Usernames with a socket in the room in this process."""
         feed = self.feeds.get(room_id)
         return sorted({sub.socket.username for sub in feed.subs}) if feed else []
+
+    def typing_allowed(self, user_id: int, room_id: int) -> bool:
+        """True at most once per TYPING_EVERY per user and room (across this process's sockets)."""
+        now = self.loop.time()
+        if now - self.typing_at.get((user_id, room_id), -TYPING_EVERY) < TYPING_EVERY:
+            return False
+        if len(self.typing_at) > 10000:
+            self.typing_at = {k: t for k, t in self.typing_at.items() if now - t < TYPING_EVERY}
+        self.typing_at[(user_id, room_id)] = now
+        return True
 
     def unsubscribe(self, sub: Subscription) -> None:
         feed = self.feeds.get(sub.room_id)
@@ -334,6 +347,8 @@ class Hub:
             if message.get("type") == ROOM_EVENT:
                 frame = RoomEventFrame(seq=message["seq"], text=message["text"])
                 self.inbox.put_nowait(("room", message["room"], [frame]))
+            elif message.get("type") == ROOM_EPHEMERAL:
+                self.inbox.put_nowait(("ephemeral", message["room"], message))
             elif message.get("type") == USER_EVENT:
                 self.inbox.put_nowait(("user", message["user"], message["event"]))
 
@@ -346,6 +361,11 @@ class Hub:
                     feed = self.feeds.get(key)
                     if feed is not None:
                         await feed.accept(payload)
+                elif kind == "ephemeral":
+                    feed = self.feeds.get(key)
+                    for sub in list(feed.subs) if feed is not None else ():
+                        if sub.socket.user_id != payload["except"]:
+                            await sub.socket.send_text(payload["text"])
                 else:
                     for socket in list(self.users.get(key, ())):
                         await socket.user_event(payload)
@@ -412,6 +432,11 @@ def room_event_publish(*, room_id: int, frame: RoomEventFrame) -> None:
     """Announce a committed room event to every process. Safe from any thread."""
     message = {"type": ROOM_EVENT, "room": room_id, "seq": frame.seq, "text": frame.text}
     _publish(room_group(room_id), message, local=("room", room_id, [frame]))
+
+
+def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None = None) -> None:
+    """Send an unnumbered frame to the room's sockets (but ``except_user``'s), in every process."""
+    _publish(room_group(room_id), {"type": ROOM_EPHEMERAL, "room": room_id, "text": text, "except": except_user})
 
 
 def user_event_publish(*, user_id: int, event: dict[str, Any]) -> None:

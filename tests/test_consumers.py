@@ -387,3 +387,18 @@ async def test_frame_flood_is_rate_limited(ann_cookie, settings):
     frames = [await ann.recv() for _ in range(6)]
     assert [f["type"] for f in frames].count("pong") == 4
     assert frames[-1]["code"] == "rate_limited"
+
+
+# --- typing -------------------------------------------------------------------------------
+
+
+async def test_typing_reaches_the_others_once_per_3_s_and_not_the_typist(ann_cookie, bob_cookie, user):
+    ann, _ = await joined_socket(ann_cookie)
+    ann_tab2, _ = await joined_socket(await database_sync_to_async(session_cookie)(user))
+    bob, _ = await joined_socket(bob_cookie)
+    for _ in range(3):
+        await ann.send(type="typing", room="general")
+    await ann_tab2.send(type="typing", room="general")  # the same user from another socket
+    assert await bob.recv() == {"type": "typing", "room": "general", "user": "ann"}
+    assert await bob.silent(0.5)
+    assert await ann.silent(0.1) and await ann_tab2.silent(0.1)
