@@ -106,3 +106,45 @@ def check_delete(access: RoomAccess, message: Message, user) -> str:
     if access.moderates:
         return "moderator"
     raise ChatError(protocol.FORBIDDEN, "You may not delete this message.")
+
+
+# --- room settings and members (REST API) ---------------------------------------------
+
+
+def check_moderate(access: RoomAccess | None) -> RoomAccess:
+    """Room settings: visible, and the user is its owner or moderator, or staff."""
+    access = check_visible(access)
+    if not access.moderates:
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner and moderators can do that.")
+    return access
+
+
+def _grants_moderator(access: RoomAccess) -> bool:
+    """Only the owner makes or unmakes moderators (staff too, for rooms without an owner)."""
+    return access.role == Role.OWNER or access.site_moderator
+
+
+def check_member_set(access: RoomAccess | None, *, role: str, current_role: str | None) -> RoomAccess:
+    """Adding a member or changing a member's role to ``role`` (`member` or `moderator`)."""
+    access = check_moderate(access)
+    if role not in (Role.MEMBER, Role.MODERATOR):
+        raise ChatError(protocol.INVALID, "The role must be `member` or `moderator`.")
+    if current_role == Role.OWNER:
+        raise ChatError(protocol.FORBIDDEN, "The owner's role cannot change.")
+    if Role.MODERATOR in (role, current_role) and role != current_role and not _grants_moderator(access):
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner grants or removes `moderator`.")
+    return access
+
+
+def check_member_remove(access: RoomAccess | None, *, is_self: bool, member_role: str) -> RoomAccess:
+    """Removing a member (owner, moderator) or leaving (oneself); the owner stays."""
+    access = check_visible(access)
+    if member_role == Role.OWNER:
+        raise ChatError(protocol.FORBIDDEN, "The owner cannot leave or be removed.")
+    if is_self:
+        return access
+    if not access.moderates:
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner and moderators remove members.")
+    if member_role == Role.MODERATOR and not _grants_moderator(access):
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner removes a moderator.")
+    return access

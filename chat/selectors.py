@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db import connection
+from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models.functions import Coalesce
 
 from . import protocol
-from .models import Membership, Room, RoomEvent
+from .models import Membership, Message, Room, RoomEvent
 from .services import EVENTS_KEPT
 
 
@@ -56,3 +59,123 @@ def room_resume(*, room_id: int, since: int | None) -> Resume:
     if since > seq or since < 0 or seq - since > EVENTS_KEPT:
         return Resume(seq=seq, frames=[], resync=True)
     return Resume(seq=seq, frames=event_frames(room_id=room_id, after=since, upto=seq), resync=False)
+
+
+# --- rooms and history (REST API) -----------------------------------------------------
+
+
+def rooms_for_user(*, user) -> QuerySet[Room]:
+    """rooms_visible_to(), each annotated with the user's ``role`` (None when not a member)
+    and ``unread``: messages by others above the member's read position, not deleted.
+
+    A public room the user has not joined has no read position, so its ``unread`` is 0.
+    """
+    membership = Membership.objects.filter(room=OuterRef("pk"), user=user)
+    unread = (
+        Message.objects.filter(room=OuterRef("pk"), seq__gt=OuterRef("read_seq"), deleted=False)
+        .exclude(author=user)
+        .order_by()
+        .values("room")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        rooms_visible_to(user=user)
+        .annotate(
+            role=Subquery(membership.values("role")[:1]),
+            read_seq=Subquery(membership.values("read_seq")[:1]),
+        )
+        .annotate(unread=Coalesce(Subquery(unread), 0))
+    )
+
+
+def room_online(*, room_id: int) -> list[str]:
+    """Usernames online in the room, across server processes.
+
+    Presence across processes comes with the live-state work; until then: none.
+    """
+    return []
+
+
+def room_members(*, room: Room) -> QuerySet[Membership]:
+    """The room's memberships with their users: owner first, then moderators, then by name."""
+    rank = Case(
+        When(role=Membership.Role.OWNER, then=Value(0)),
+        When(role=Membership.Role.MODERATOR, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    return (
+        Membership.objects.filter(room=room)
+        .select_related("user")
+        .alias(rank=rank)
+        .order_by("rank", "user__username")
+    )
+
+
+HISTORY_LIMIT_DEFAULT = 50
+HISTORY_LIMIT_MAX = 200
+SEARCH_CONFIG = "simple"  # no stemming or stop words: every language, every word counts
+_WORD_RE = re.compile(r"[^\W_]+")
+
+
+def _matching(messages: QuerySet[Message], q: str) -> QuerySet[Message]:
+    """Messages whose body has every word of ``q``; deleted messages never match.
+
+    PostgreSQL: full-text search (plainto_tsquery, words lowercased, no stemming), served by
+    the GIN index of migration 0003. SQLite: each word (a run of letters and digits) must
+    occur in the body, case-insensitively (ASCII only: SQLite's LIKE).
+    """
+    messages = messages.filter(deleted=False)
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import SearchQuery, SearchVector
+
+        return messages.alias(search=SearchVector("body", config=SEARCH_CONFIG)).filter(
+            search=SearchQuery(q, config=SEARCH_CONFIG, search_type="plain")
+        )
+    words = _WORD_RE.findall(q)
+    if not words:
+        return messages.none()
+    for word in words:
+        messages = messages.filter(body__icontains=word)
+    return messages
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """A page of history in ascending seq, and whether more matches lie on either side."""
+
+    messages: list[Message]
+    has_more_before: bool
+    has_more_after: bool
+
+
+def message_history(
+    *, room: Room, before: int | None = None, after: int | None = None,
+    limit: int = HISTORY_LIMIT_DEFAULT, q: str | None = None,
+) -> HistoryPage:
+    """One page of the room's messages, keyset-paginated on seq (PROTOCOL.md 4).
+
+    No cursor: the newest ``limit``. ``before``: the newest with seq < before. ``after``:
+    the oldest with seq > after (not both). Each page is one index range scan on
+    (room, seq) plus an EXISTS probe for the far side, so its cost does not grow with depth.
+    """
+    if before is not None and after is not None:
+        raise ValueError("before and after are exclusive")
+    messages = Message.objects.filter(room=room)
+    if q and q.strip():
+        messages = _matching(messages, q)
+    if after is not None:
+        rows = list(messages.filter(seq__gt=after).select_related("author").order_by("seq")[: limit + 1])
+        has_more_after = len(rows) > limit
+        rows = rows[:limit]
+        has_more_before = messages.filter(seq__lte=after).exists()
+    else:
+        window = messages if before is None else messages.filter(seq__lt=before)
+        rows = list(window.select_related("author").order_by("-seq")[: limit + 1])
+        has_more_before = len(rows) > limit
+        rows = rows[:limit][::-1]
+        has_more_after = before is not None and messages.filter(seq__gte=before).exists()
+    for message in rows:
+        message.room = room  # message_payload reads room.slug; spare the join
+    return HistoryPage(messages=rows, has_more_before=has_more_before, has_more_after=has_more_after)

@@ -46,7 +46,7 @@ def validate_client_id(client_id: str) -> str:
 
 
 def validate_slug(slug: str) -> str:
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):  # fullmatch: `$` alone lets a trailing newline through
         raise ChatError(protocol.INVALID, "Room names are 1-64 lowercase letters, digits, '-' or '_'.")
     return slug
 
@@ -207,3 +207,94 @@ def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> R
     except IntegrityError:
         raise ChatError(protocol.INVALID, "That room name is taken.") from None
     return room
+
+
+# --- room settings and members (REST API) ---------------------------------------------
+
+ROOM_NAME_MAX = 100
+
+
+def room_update(*, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None) -> Room:
+    """The owner or a moderator renames or (un)locks the room; None leaves a field as it is."""
+    room = rules.check_moderate(access).room
+    fields = []
+    if name is not None:
+        name = name.strip()
+        if not 1 <= len(name) <= ROOM_NAME_MAX:
+            raise ChatError(protocol.INVALID, f"Room names are 1-{ROOM_NAME_MAX} characters.")
+        room.name = name
+        fields.append("name")
+    if locked is not None:
+        room.locked = locked
+        fields.append("locked")
+    if fields:
+        room.save(update_fields=fields)
+    return room
+
+
+def member_set(*, access: rules.RoomAccess, user, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
+    """Add ``user`` to the room with ``role``, or change their role; return (membership, created)."""
+    access = rules.check_visible(access)
+    current = Membership.objects.filter(room=access.room, user=user).first()
+    rules.check_member_set(access, role=role, current_role=current.role if current else None)
+    if current is not None:
+        if current.role != role:
+            current.role = role
+            current.save(update_fields=["role"])
+        return current, False
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(room=access.room, user=user, role=role), True
+    except IntegrityError:
+        # Joined in between (a socket `join`): set the role on that membership.
+        return member_set(access=access, user=user, role=role)
+
+
+def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
+    """Remove ``user`` from the room (owner, moderator) or leave it (``actor`` is ``user``).
+
+    Sockets of a removed member leave a private room at once (`kicked`); a public room they
+    may read and join again, so their sockets stay.
+    """
+    access = rules.check_visible(access)
+    membership = Membership.objects.filter(room=access.room, user=user).first()
+    if membership is None:
+        raise ChatError(protocol.NOT_FOUND, "No such member.")
+    rules.check_member_remove(access, is_self=actor.pk == user.pk, member_role=membership.role)
+    membership.delete()
+    if access.room.private:
+        event = {"kick": access.room.pk, "reason": "You left the room." if actor.pk == user.pk else "You were removed."}
+        user_id = user.pk
+        transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
+
+
+# --- API tokens -----------------------------------------------------------------------
+
+
+def token_obtain(*, user) -> str:
+    """Return the user's API token key, creating it on first use (one token per user)."""
+    from rest_framework.authtoken.models import Token
+
+    try:
+        with transaction.atomic():
+            return Token.objects.get_or_create(user=user)[0].key
+    except IntegrityError:  # a concurrent request created it
+        return Token.objects.get(user=user).key
+
+
+def token_revoke(*, user) -> bool:
+    """Delete the user's API token and close the sockets opened with it (4401).
+
+    Return False if the user had none.
+    """
+    from rest_framework.authtoken.models import Token
+
+    keys = list(Token.objects.filter(user=user).values_list("key", flat=True))
+    if not keys:
+        return False
+    Token.objects.filter(user=user).delete()
+    user_id = user.pk
+    for key in keys:
+        event = {"close": protocol.CLOSE_UNAUTHENTICATED, "token": key}
+        transaction.on_commit(lambda event=event: realtime.user_event_publish(user_id=user_id, event=event))
+    return True

@@ -109,6 +109,13 @@ else:
     # A short connect timeout turns an unreachable database into `unavailable` quickly.
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
 
+# Two test runs at once (two checkouts, two engineers) each need a test database of their own.
+if env.str("CHAT_TEST_DB_NAME", default=""):
+    _test_name = env.str("CHAT_TEST_DB_NAME")
+    _db.setdefault("TEST", {})["NAME"] = (
+        str(BASE_DIR / f".{_test_name}.sqlite3") if _db["ENGINE"].endswith("sqlite3") else _test_name
+    )
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer --------------------------------------------------------------------
@@ -160,21 +167,48 @@ if PRODUCTION:
 
 # --- REST framework -------------------------------------------------------------------
 
+def _rate(value: str) -> str | None:
+    """A DRF throttle rate ("600/min"); "0" or empty turns the limit off."""
+    return None if value.strip() in ("", "0") else value.strip()
+
+
 REST_FRAMEWORK = {
+    # Token first: an unauthenticated request then gets 401 with `WWW-Authenticate: Token`
+    # (DRF answers 403 when the first class is SessionAuthentication).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "chat.api.errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["chat.api.throttling.ReadRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        # Per user, GET requests of the API (posting is CHAT_POST_RATE, shared with the socket).
+        "read": _rate(env.str("CHAT_READ_RATE", default="1200/min")),
+        # Per client address, POST /api/v1/auth/token/ (password guesses).
+        "login": _rate(env.str("CHAT_LOGIN_RATE", default="30/min")),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat API",
     "VERSION": "1",
+    "DESCRIPTION": "REST API v1 of the chat (PROTOCOL.md 4). Authenticate with the session "
+    "(CSRF token on unsafe methods) or `Authorization: Token <key>` from POST /api/v1/auth/token/.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # PATCH bodies are documented as validated (MessageEdit needs `body`), not as all-optional.
+    "COMPONENT_SPLIT_PATCH": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "chat.models.Membership.Role",
+        "GrantableRoleEnum": [("member", "Member"), ("moderator", "Moderator")],
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.api.schema.add_components",
+    ],
 }
 
 # --- Static, i18n, logging ------------------------------------------------------------

@@ -1,3 +1,38 @@
-from django.urls import path
+"""/api/: v1 of the REST API, its OpenAPI schema and interactive docs (assets served locally)."""
 
-urlpatterns: list = []
+from django.urls import include, path, re_path
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
+
+from .. import protocol
+from ..protocol import ChatError
+from . import views
+
+
+@extend_schema(exclude=True)
+@api_view(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@authentication_classes([])
+@permission_classes([])
+@throttle_classes([])
+def not_found(request, *args, **kwargs):
+    """Any other /api/v1/ path: a JSON 404 like the API's own."""
+    raise ChatError(protocol.NOT_FOUND, "No such API endpoint.")
+
+
+v1 = [
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("rooms/", views.RoomListView.as_view(), name="api-rooms"),
+    path("rooms/<str:slug>/", views.RoomDetailView.as_view(), name="api-room"),
+    path("rooms/<str:slug>/members/", views.RoomMembersView.as_view(), name="api-room-members"),
+    path("rooms/<str:slug>/members/<str:username>/", views.RoomMemberView.as_view(), name="api-room-member"),
+    path("rooms/<str:slug>/messages/", views.RoomMessagesView.as_view(), name="api-room-messages"),
+    path("messages/<int:message_id>/", views.MessageView.as_view(), name="api-message"),
+]
+
+urlpatterns = [
+    path("v1/", include(v1)),
+    re_path(r"^v1/(?:.*/)?$", not_found),  # paths without the slash still get APPEND_SLASH
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

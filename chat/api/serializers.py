@@ -1,0 +1,171 @@
+"""Request validation and the shapes of rooms and members.
+
+Messages are not serialized here: responses carry protocol.message_payload(), the one JSON
+shape of a message (its schema is in schema.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from rest_framework import serializers
+
+from .. import selectors, services
+from ..models import Membership, Message, Room
+from .schema import MAX_ID
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An IntegerField for query strings: decimal digits only ("5", not "5.0", " 5" or "+5")."""
+
+    _DIGITS = re.compile(r"[0-9]{1,19}")
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not self._DIGITS.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A BooleanField that takes true and false only (JSON booleans, or "true"/"false" in a form),
+    not DRF's 0, 1, "yes", "on" …"""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, str) and data.lower() in ("true", "false"):
+            return data.lower() == "true"
+        self.fail("invalid", input=data)
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+class TokenObtainSerializer(serializers.Serializer):
+    username = StrictCharField(trim_whitespace=False, max_length=150)
+    password = StrictCharField(trim_whitespace=False, max_length=4096, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <token>`.")
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    """A room as rooms_for_user() annotates it."""
+
+    role = serializers.ChoiceField(
+        choices=Membership.Role.choices,
+        allow_null=True,
+        read_only=True,
+        help_text="The caller's role in the room; null when not a member.",
+    )
+    unread = serializers.IntegerField(
+        read_only=True,
+        help_text="Messages by others above the caller's read position, not deleted; "
+        "0 in a public room the caller has not joined.",
+    )
+
+    class Meta:
+        model = Room
+        fields = ["slug", "name", "topic", "private", "locked", "seq", "role", "unread"]
+        read_only_fields = fields
+
+
+class RoomDetailSerializer(RoomSerializer):
+    online = serializers.ListField(
+        child=serializers.CharField(), read_only=True, help_text="Usernames with a socket in the room."
+    )
+
+    class Meta(RoomSerializer.Meta):
+        fields = [*RoomSerializer.Meta.fields, "online"]
+        read_only_fields = fields
+
+
+class RoomCreateSerializer(serializers.Serializer):
+    slug = StrictCharField(
+        trim_whitespace=False,
+        help_text="1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit.",
+    )
+    name = StrictCharField(required=False, allow_blank=True, max_length=services.ROOM_NAME_MAX,
+                           help_text="Defaults to the slug.")
+    private = StrictBooleanField(default=False, help_text="Private rooms exist only for their members.")
+
+
+class RoomUpdateSerializer(serializers.Serializer):
+    name = StrictCharField(required=False, max_length=services.ROOM_NAME_MAX)
+    locked = StrictBooleanField(required=False, help_text="A locked room takes posts from moderators only.")
+
+
+# --- members --------------------------------------------------------------------------
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    username = serializers.CharField(source="user.username", read_only=True)
+    joined_at = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["username", "role", "joined_at"]
+        read_only_fields = fields
+
+
+class MemberAddSerializer(serializers.Serializer):
+    username = StrictCharField(trim_whitespace=False, max_length=150)
+    role = serializers.ChoiceField(
+        choices=[(Membership.Role.MEMBER.value, "Member"), (Membership.Role.MODERATOR.value, "Moderator")],
+        default=Membership.Role.MEMBER.value,
+        help_text="Only the owner grants `moderator`.",
+    )
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+class MessagePostSerializer(serializers.Serializer):
+    body = StrictCharField(
+        trim_whitespace=False,
+        help_text=f"Stored trimmed; 1-{Message.MAX_BODY} characters after trimming.",
+    )
+    client_id = StrictCharField(
+        trim_whitespace=False,
+        min_length=1,
+        max_length=64,
+        help_text="Unique per author (a UUID): repeating it returns the original message.",
+    )
+
+
+class MessageEditSerializer(serializers.Serializer):
+    body = StrictCharField(
+        trim_whitespace=False,
+        help_text=f"Stored trimmed; 1-{Message.MAX_BODY} characters after trimming.",
+    )
+
+
+class HistoryQuerySerializer(serializers.Serializer):
+    before = StrictIntegerField(required=False, min_value=0, max_value=MAX_ID,
+                                help_text="The newest messages with seq < before.")
+    after = StrictIntegerField(required=False, min_value=0, max_value=MAX_ID,
+                               help_text="The oldest messages with seq > after (not with `before`).")
+    limit = StrictIntegerField(required=False, min_value=1, max_value=selectors.HISTORY_LIMIT_MAX,
+                               default=selectors.HISTORY_LIMIT_DEFAULT)
+    q = StrictCharField(required=False, allow_blank=True, max_length=200,
+                        help_text="Only messages having every word (full-text search on PostgreSQL, "
+                        "a case-insensitive match on SQLite); deleted messages never match.")
+
+    def validate(self, attrs):
+        if attrs.get("before") is not None and attrs.get("after") is not None:
+            raise serializers.ValidationError("Give `before` or `after`, not both.")
+        return attrs
+

@@ -1,0 +1,295 @@
+"""REST API v1 (PROTOCOL.md 4). Each view validates its input, calls one service or
+selector, and answers with serializers.py's shapes or protocol.message_payload().
+
+Refusals are ChatErrors raised by rules and services; errors.exception_handler turns them
+into responses, so views never build an error themselves.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate, get_user_model
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import protocol, rules, selectors, services
+from ..protocol import ChatError, message_payload
+from . import serializers as s
+from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, errors
+from .throttling import LoginRateThrottle
+
+SLUG = OpenApiParameter(
+    "slug",
+    str,
+    OpenApiParameter.PATH,
+    pattern=services.SLUG_RE.pattern,
+    description="The room's slug.",
+    examples=[OpenApiExample("general", value="general")],
+)
+USERNAME = OpenApiParameter("username", str, OpenApiParameter.PATH, description="The member's username.")
+MESSAGE_ID = OpenApiParameter(
+    "message_id",
+    {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID},
+    OpenApiParameter.PATH,
+    description="The message's id.",
+)
+
+
+def _access(request: Request, slug: str, check=rules.check_visible) -> rules.RoomAccess:
+    """The caller's access to the room ``slug`` after ``check``; not_found for a bad slug."""
+    if not services.SLUG_RE.fullmatch(slug):
+        raise ChatError(protocol.NOT_FOUND, "No such room.")
+    return check(rules.room_access(user=request.user, slug=slug))
+
+
+def _room(request: Request, room, *, detail: bool = False) -> dict:
+    """The room as the caller sees it (role, unread; ``online`` for the detail)."""
+    room = selectors.rooms_for_user(user=request.user).get(pk=room.pk)
+    if not detail:
+        return s.RoomSerializer(room).data
+    room.online = selectors.room_online(room_id=room.pk)
+    return s.RoomDetailSerializer(room).data
+
+
+def _user(username: str):
+    user = get_user_model().objects.filter(username=username, is_active=True).first()
+    if user is None:
+        raise ChatError(protocol.NOT_FOUND, "No such user.")
+    return user
+
+
+def _message_id(message_id: int) -> int:
+    if not 1 <= message_id <= MAX_ID:
+        raise ChatError(protocol.NOT_FOUND, "No such message.")
+    return message_id
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- tokens ---------------------------------------------------------------------------
+
+
+class TokenView(APIView):
+    """POST: a token for username and password. DELETE: revoke the caller's token."""
+
+    def get_authenticators(self):
+        # The credentials are in the body; a session cookie must not demand a CSRF token here.
+        if getattr(self, "request", None) is not None and self.request.method == "POST":
+            return []
+        return super().get_authenticators()
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [AllowAny()]
+        return super().get_permissions()
+
+    def get_throttles(self):
+        if self.request.method == "POST":
+            return [LoginRateThrottle()]
+        return super().get_throttles()
+
+    @extend_schema(
+        operation_id="auth_token_obtain",
+        description="A token for `username` and `password` (the same token until revoked).",
+        auth=[],
+        request=s.TokenObtainSerializer,
+        responses={200: s.TokenSerializer, **errors(400, 429, 503)},
+        parameters=[RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.TokenObtainSerializer, request.data)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None:
+            raise ChatError(protocol.INVALID, "Unable to log in with the given credentials.")
+        return Response({"token": services.token_obtain(user=user)})
+
+    @extend_schema(
+        operation_id="auth_token_revoke",
+        description="Revoke the caller's token; sockets opened with it close with 4401.",
+        request=None,
+        responses={204: None, **errors(401, 403, 503)},
+    )
+    def delete(self, request: Request) -> Response:
+        services.token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+class RoomListView(APIView):
+    @extend_schema(
+        operation_id="rooms_list",
+        responses={200: s.RoomSerializer(many=True), **errors(401, 429, 503)},
+        parameters=[RETRY_AFTER],
+    )
+    def get(self, request: Request) -> Response:
+        rooms = selectors.rooms_for_user(user=request.user).order_by("slug")
+        return Response(s.RoomSerializer(rooms, many=True).data)
+
+    @extend_schema(
+        operation_id="rooms_create",
+        request=s.RoomCreateSerializer,
+        examples=[OpenApiExample("room", value={"slug": "random", "name": "Random", "private": False}, request_only=True)],
+        responses={201: s.RoomSerializer, **errors(400, 401, 403, 503)},
+    )
+    def post(self, request: Request) -> Response:
+        data = _valid(s.RoomCreateSerializer, request.data)
+        room = services.room_create(
+            owner=request.user, slug=data["slug"], name=data.get("name", "").strip(), private=data["private"]
+        )
+        return Response(_room(request, room), status=status.HTTP_201_CREATED)
+
+
+class RoomDetailView(APIView):
+    @extend_schema(
+        operation_id="rooms_retrieve",
+        parameters=[SLUG, RETRY_AFTER],
+        responses={200: s.RoomDetailSerializer, **errors(401, 404, 429, 503)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug)
+        return Response(_room(request, access.room, detail=True))
+
+    @extend_schema(
+        operation_id="rooms_update",
+        parameters=[SLUG],
+        request=s.RoomUpdateSerializer,
+        examples=[OpenApiExample("rename", value={"name": "General chat", "locked": False}, request_only=True)],
+        responses={200: s.RoomDetailSerializer, **errors(400, 401, 403, 404, 503)},
+    )
+    def patch(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug, rules.check_moderate)
+        data = _valid(s.RoomUpdateSerializer, request.data)
+        room = services.room_update(access=access, name=data.get("name"), locked=data.get("locked"))
+        return Response(_room(request, room, detail=True))
+
+
+# --- members --------------------------------------------------------------------------
+
+
+class RoomMembersView(APIView):
+    @extend_schema(
+        operation_id="rooms_members_list",
+        parameters=[SLUG, RETRY_AFTER],
+        responses={200: s.MemberSerializer(many=True), **errors(401, 403, 404, 429, 503)},
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug, rules.check_join)
+        return Response(s.MemberSerializer(selectors.room_members(room=access.room), many=True).data)
+
+    @extend_schema(
+        operation_id="rooms_members_add",
+        parameters=[SLUG],
+        request=s.MemberAddSerializer,
+        examples=[OpenApiExample("member", value={"username": "bob", "role": "member"}, request_only=True)],
+        responses={
+            201: s.MemberSerializer,
+            200: s.MemberSerializer,
+            **errors(400, 401, 403, 404, 503),
+        },
+        description="Add a member, or change a member's role (200). Owners and moderators; "
+        "only the owner grants or removes `moderator`.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug, rules.check_moderate)
+        data = _valid(s.MemberAddSerializer, request.data)
+        membership, created = services.member_set(access=access, user=_user(data["username"]), role=data["role"])
+        return Response(
+            s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class RoomMemberView(APIView):
+    @extend_schema(
+        operation_id="rooms_members_remove",
+        parameters=[SLUG, USERNAME],
+        request=None,
+        responses={204: None, **errors(401, 403, 404, 503)},
+        description="Remove a member (owner, moderators) or leave the room (yourself). "
+        "A private room's removed member is sent `kicked` on every socket.",
+    )
+    def delete(self, request: Request, slug: str, username: str) -> Response:
+        access = _access(request, slug)
+        services.member_remove(access=access, actor=request.user, user=_user(username))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+class RoomMessagesView(APIView):
+    @extend_schema(
+        operation_id="rooms_messages_list",
+        parameters=[SLUG, s.HistoryQuerySerializer, RETRY_AFTER],
+        responses={200: HISTORY_PAGE, **errors(*COMMON)},
+        description="History, keyset-paginated on seq; results in ascending seq (PROTOCOL.md 4).",
+    )
+    def get(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug, rules.check_join)
+        # A plain dict: DRF would read an empty `?limit=` of a QueryDict as absent.
+        params = _valid(s.HistoryQuerySerializer, request.query_params.dict())
+        page = selectors.message_history(room=access.room, **params)
+        return Response(
+            {
+                "results": [message_payload(m) for m in page.messages],
+                "has_more_before": page.has_more_before,
+                "has_more_after": page.has_more_after,
+            }
+        )
+
+    @extend_schema(
+        operation_id="rooms_messages_create",
+        parameters=[SLUG, RETRY_AFTER],
+        request=s.MessagePostSerializer,
+        examples=[
+            OpenApiExample(
+                "message", value={"body": "hi", "client_id": "9b2f6c1e-2f1c-4f7e-9a51-0d9c2b7e4a10"}, request_only=True
+            )
+        ],
+        responses={201: MESSAGE, 200: MESSAGE, **errors(*COMMON)},
+        description="Post, as the WebSocket `send`: 201 with the new message, or 200 with the "
+        "original for a repeated `client_id`. Posting in a public room joins it.",
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        access = _access(request, slug)
+        data = _valid(s.MessagePostSerializer, request.data)
+        services.room_join(access=access, user=request.user)
+        message, created = services.message_post(
+            room=access.room, author=request.user, body=data["body"], client_id=data["client_id"]
+        )
+        return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class MessageView(APIView):
+    @extend_schema(
+        operation_id="messages_update",
+        parameters=[MESSAGE_ID],
+        request=s.MessageEditSerializer,
+        examples=[OpenApiExample("edit", value={"body": "fixed"}, request_only=True)],
+        responses={200: MESSAGE, **errors(400, 401, 403, 404, 503)},
+        description="The author edits a message; broadcasts `message.edited`.",
+    )
+    def patch(self, request: Request, message_id: int) -> Response:
+        message_id = _message_id(message_id)
+        data = _valid(s.MessageEditSerializer, request.data)
+        message = services.message_edit(message_id=message_id, user=request.user, body=data["body"])
+        return Response(message_payload(message))
+
+    @extend_schema(
+        operation_id="messages_destroy",
+        parameters=[MESSAGE_ID],
+        request=None,
+        responses={204: None, **errors(401, 403, 404, 503)},
+        description="The author, a room moderator or staff deletes a message; broadcasts `message.deleted`.",
+    )
+    def delete(self, request: Request, message_id: int) -> Response:
+        services.message_delete(message_id=_message_id(message_id), user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
