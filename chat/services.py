@@ -125,11 +125,12 @@ def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Mess
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
     client_id = validate_client_id(client_id)
-    body = validate_body(body)
     existing = Message.objects.select_related("room", "author").filter(author=author, client_id=client_id).first()
     if existing is not None:
         return existing, False
+    # PROTOCOL.md 3.4's order: permissions, then the body.
     room = rules.check_post(rules.room_access(user=author, room=room)).room
+    body = validate_body(body)
     check_post_rate(user=author)
     try:
         with transaction.atomic():
@@ -155,9 +156,9 @@ def _message_for_update(message_id: int, user) -> tuple[Message, rules.RoomAcces
 
 def message_edit(*, message_id: int, user, body: str) -> Message:
     """The author replaces the body; broadcasts `message.edited`."""
-    body = validate_body(body)
     message, access = _message_for_update(message_id, user)
     rules.check_edit(access, message, user)
+    body = validate_body(body)
     with transaction.atomic():
         seq = _next_seq(message.room_id)
         message.body = body
