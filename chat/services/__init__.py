@@ -15,9 +15,9 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import protocol, realtime, rules
-from .models import Membership, Message, Room, RoomEvent
-from .protocol import ChatError
+from .. import protocol, realtime, rules
+from ..models import Membership, Message, Room, RoomEvent
+from ..protocol import ChatError
 
 # Events kept per room for resuming; PROTOCOL.md promises replay of the last 500.
 EVENTS_KEPT = 500
