@@ -171,7 +171,7 @@ class ChatConsumer(AsyncConsumer):
         slug = services.validate_slug(frame["room"])
         self._leave(slug)
         room = await database_sync_to_async(_join_room)(user=self.user, slug=slug)
-        sub = await self.hub.subscribe(self, room.pk)
+        sub = await self.hub.subscribe(self, room.pk, room.slug)
         try:
             resume = await database_sync_to_async(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
         except BaseException:
@@ -182,7 +182,7 @@ class ChatConsumer(AsyncConsumer):
             "type": protocol.JOINED,
             "room": slug,
             "seq": resume.seq,
-            "online": self.hub.online(room.pk),
+            "online": await self.hub.online(room.pk, including=self.username),
             "resync": resume.resync,
         }
         if frame.get("ref") is not None:
@@ -217,7 +217,7 @@ class ChatConsumer(AsyncConsumer):
 
     async def frame_typing(self, frame):
         room = self._joined(frame["room"])
-        if self.hub.typing_allowed(self.user_id, room.pk):
+        if await self.hub.typing_allowed(self.user_id, room.pk):
             text = protocol.encode({"type": protocol.TYPING, "room": room.slug, "user": self.username})
             realtime.room_ephemeral_publish(room_id=room.pk, text=text, except_user=self.user_id)
 

@@ -28,7 +28,8 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from .protocol import RoomEventFrame
+from .presence import HEARTBEAT, presence_store
+from .protocol import PRESENCE, RoomEventFrame, encode
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restart
 
 ROOM_EVENT = "room.event"
 ROOM_EPHEMERAL = "room.ephemeral"  # no seq, not stored: typing
+ROOM_PRESENCE = "room.presence"
 USER_EVENT = "user.event"
 TYPING_EVERY = 3.0  # seconds: at most one typing frame per user and room
 
@@ -133,9 +135,12 @@ class Subscription:
 class RoomFeed:
     """The ordered, gap-free stream of one room's events in this process."""
 
-    def __init__(self, hub: Hub, room_id: int):
+    def __init__(self, hub: Hub, room_id: int, slug: str):
         self.hub = hub
         self.room_id = room_id
+        self.slug = slug
+        self.online: set[str] = set()  # usernames this process believes online in the room
+        self.absent: set[str] = set()  # online here but missing from the last presence sweep
         self.seq: int | None = None  # last delivered; None until started
         self.subs: set[Subscription] = set()
         self.pending: dict[int, RoomEventFrame] = {}
@@ -159,7 +164,7 @@ class RoomFeed:
                     await sub.offer(frame)
                 except Exception:
                     log.exception("delivery failed in room %s", self.room_id)
-                    self.subs.discard(sub)
+                    self.hub.unsubscribe(sub)
         if self.pending:
             self.fill(delay=FILL_DELAY)
 
@@ -206,7 +211,12 @@ class Hub:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
         self.layer_errors = 0  # channel-layer failures since start
-        self.typing_at: dict[tuple[int, int], float] = {}
+        self.presence = presence_store()
+        # Sockets per (room, user) in this process, and the pairs recorded in the store.
+        self.present: dict[tuple[int, int], int] = {}
+        self.usernames: dict[int, str] = {}
+        self.registered: set[tuple[int, int]] = set()
+        self.presence_queue: asyncio.Queue = asyncio.Queue()
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -220,7 +230,7 @@ class Hub:
 
     async def _start(self) -> None:
         self.channel = await self.layer.new_channel(prefix="chat-hub")
-        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh):
+        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self._presence, self._sweep):
             self.tasks.append(self.loop.create_task(run()))
 
     # -- writers (any thread) --
@@ -233,7 +243,7 @@ class Hub:
 
     # -- sockets (event loop) --
 
-    async def subscribe(self, socket: Socket, room_id: int) -> Subscription:
+    async def subscribe(self, socket: Socket, room_id: int, slug: str) -> Subscription:
         """Return a buffering subscription of ``socket`` to the room's feed.
 
         The feed has joined the room's group and knows its seq before this returns, so a
@@ -243,9 +253,10 @@ class Hub:
 
         feed = self.feeds.get(room_id)
         if feed is None:
-            feed = self.feeds[room_id] = RoomFeed(self, room_id)
+            feed = self.feeds[room_id] = RoomFeed(self, room_id, slug)
             try:
                 await self._group("add", room_group(room_id))
+                feed.online = await self._store_online(room_id)
                 feed.start(await database_sync_to_async(room_seq)(room_id=room_id))
             except BaseException as exc:
                 feed.error = exc
@@ -258,28 +269,27 @@ class Hub:
             raise feed.error
         sub = Subscription(socket, room_id)
         feed.subs.add(sub)
+        self._presence_count(room_id, socket, +1)
         return sub
 
-    def online(self, room_id: int) -> list[str]:
-        """Usernames with a socket in the room in this process."""
-        feed = self.feeds.get(room_id)
-        return sorted({sub.socket.username for sub in feed.subs}) if feed else []
+    async def online(self, room_id: int, *, including: str) -> list[str]:
+        """Usernames online in the room in any process (``including`` is joining now)."""
+        return sorted(await self._store_online(room_id) | {including})
 
-    def typing_allowed(self, user_id: int, room_id: int) -> bool:
-        """True at most once per TYPING_EVERY per user and room (across this process's sockets)."""
-        now = self.loop.time()
-        if now - self.typing_at.get((user_id, room_id), -TYPING_EVERY) < TYPING_EVERY:
+    async def typing_allowed(self, user_id: int, room_id: int) -> bool:
+        """True at most once per TYPING_EVERY per user and room, whatever socket or process."""
+        try:
+            return await self.presence.typing_allowed(room_id, user_id, TYPING_EVERY)
+        except Exception as exc:
+            log.warning("typing throttle unavailable: %r", exc)
             return False
-        if len(self.typing_at) > 10000:
-            self.typing_at = {k: t for k, t in self.typing_at.items() if now - t < TYPING_EVERY}
-        self.typing_at[(user_id, room_id)] = now
-        return True
 
     def unsubscribe(self, sub: Subscription) -> None:
         feed = self.feeds.get(sub.room_id)
-        if feed is None:
+        if feed is None or sub not in feed.subs:
             return
         feed.subs.discard(sub)
+        self._presence_count(sub.room_id, sub.socket, -1)
         if not feed.subs and feed.ready.is_set():
             del self.feeds[sub.room_id]
             self.outbox.put_nowait(("discard", room_group(sub.room_id), None, None))
@@ -334,6 +344,89 @@ class Hub:
                 if done is not None and not done.done():
                     done.set_result(None)
 
+    # -- presence --
+
+    def _presence_count(self, room_id: int, socket: Socket, delta: int) -> None:
+        key = (room_id, socket.user_id)
+        self.usernames[socket.user_id] = socket.username
+        count = self.present.get(key, 0) + delta
+        if count > 0:
+            self.present[key] = count
+        else:
+            self.present.pop(key, None)
+        if count in (0, 1):
+            self.presence_queue.put_nowait(key)
+
+    async def _store_online(self, room_id: int) -> set[str]:
+        try:
+            return await self.presence.online(room_id)
+        except Exception as exc:
+            log.warning("presence store unavailable: %r", exc)
+            feed = self.feeds.get(room_id)
+            return set(feed.online) if feed else set()
+
+    async def _presence(self) -> None:
+        """Record first joins and last leaves in the store, in order, and announce them.
+
+        One task applies every change, each time re-reading the current count, so a leave
+        and a quick re-join of the same user can never be applied out of order.
+        """
+        while True:
+            key = await self.presence_queue.get()
+            room_id, user_id = key
+            username = self.usernames.get(user_id, "")
+            try:
+                if key in self.present and key not in self.registered:
+                    self.registered.add(key)
+                    if await self.presence.add(room_id, user_id, username):
+                        self._announce(room_id, username, True)
+                elif key not in self.present and key in self.registered:
+                    self.registered.discard(key)
+                    if await self.presence.remove(room_id, user_id, username):
+                        self._announce(room_id, username, False)
+            except Exception as exc:
+                log.warning("presence store unavailable: %r", exc)
+
+    def _announce(self, room_id: int, username: str, online: bool) -> None:
+        message = {"type": ROOM_PRESENCE, "room": room_id, "user": username, "online": online}
+        self.publish(room_group(room_id), message, local=("presence", room_id, message))
+
+    async def _sweep(self) -> None:
+        """Renew this process's entries and reconcile every feed with the store.
+
+        Entries of a process that died lapse after TTL; a user missing from two sweeps in a
+        row is announced gone to this process's sockets (once: a missed broadcast or a
+        crashed process, not a user merely between two processes' updates).
+        """
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.presence.renew([(r, u, self.usernames.get(u, "")) for r, u in self.registered])
+                for feed in list(self.feeds.values()):
+                    current = await self.presence.online(feed.room_id)
+                    for user in current - feed.online:
+                        self.inbox.put_nowait(("presence", feed.room_id, {"user": user, "online": True}))
+                    gone = feed.online - current
+                    for user in gone & feed.absent:
+                        self.inbox.put_nowait(("presence", feed.room_id, {"user": user, "online": False}))
+                    feed.absent = gone - feed.absent
+            except Exception as exc:
+                log.warning("presence sweep failed: %r", exc)
+
+    async def _deliver_presence(self, room_id: int, user: str, online: bool) -> None:
+        """Tell the room's sockets (not the user's own) when the user's state changes here."""
+        feed = self.feeds.get(room_id)
+        if feed is None or (user in feed.online) == online:
+            return
+        if online:
+            feed.online.add(user)
+        else:
+            feed.online.discard(user)
+        text = encode({"type": PRESENCE, "room": feed.slug, "user": user, "online": online})
+        for sub in list(feed.subs):
+            if sub.socket.username != user:
+                await sub.socket.send_text(text)
+
     async def _receive(self) -> None:
         while True:
             try:
@@ -349,6 +442,8 @@ class Hub:
                 self.inbox.put_nowait(("room", message["room"], [frame]))
             elif message.get("type") == ROOM_EPHEMERAL:
                 self.inbox.put_nowait(("ephemeral", message["room"], message))
+            elif message.get("type") == ROOM_PRESENCE:
+                self.inbox.put_nowait(("presence", message["room"], message))
             elif message.get("type") == USER_EVENT:
                 self.inbox.put_nowait(("user", message["user"], message["event"]))
 
@@ -361,6 +456,8 @@ class Hub:
                     feed = self.feeds.get(key)
                     if feed is not None:
                         await feed.accept(payload)
+                elif kind == "presence":
+                    await self._deliver_presence(key, payload["user"], payload["online"])
                 elif kind == "ephemeral":
                     feed = self.feeds.get(key)
                     for sub in list(feed.subs) if feed is not None else ():

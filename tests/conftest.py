@@ -1,5 +1,6 @@
 import json
 import os
+import time
 
 import pytest
 from channels.layers import get_channel_layer
@@ -31,6 +32,15 @@ async def _fresh_hub():
         await get_channel_layer().flush()
     except Exception:
         pass
+    if settings.REDIS_URL:
+        # Presence entries of this test's (now dead) hub would otherwise linger for TTL.
+        import redis.asyncio as redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = [k async for k in client.scan_iter("chat:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
 
 
 @pytest.fixture
@@ -75,8 +85,16 @@ class Socket:
         message["bytes" if text is None else "text"] = bytes_data if text is None else text
         await self.comm.send_input(message)
 
-    async def recv(self, timeout: float = 3) -> dict:
+    async def recv_any(self, timeout: float = 3) -> dict:
+        """The next frame, whatever it is."""
         return json.loads(await self.comm.receive_from(timeout))
+
+    async def recv(self, timeout: float = 3) -> dict:
+        """The next frame that is not a `presence` frame (most tests are about other things)."""
+        while True:
+            frame = await self.recv_any(timeout)
+            if frame["type"] != "presence":
+                return frame
 
     async def recv_until(self, type_: str, timeout: float = 3) -> dict:
         while True:
@@ -85,7 +103,14 @@ class Socket:
                 return frame
 
     async def silent(self, timeout: float = 0.3) -> bool:
-        return await self.comm.receive_nothing(timeout)
+        """True if nothing but presence frames arrives within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if await self.comm.receive_nothing(left):
+                return True
+            if (await self.recv_any())["type"] != "presence":
+                return False
+        return True
 
     async def join(self, room: str, **extra) -> dict:
         """Send join; return its answer (`joined` or `error`)."""

@@ -47,3 +47,27 @@ async def test_a_message_sent_to_one_process_reaches_a_client_of_the_other(token
             # And back the other way.
             await bob.send(json.dumps({"type": "send", "room": "general", "body": "back", "client_id": "y1"}))
             assert (await _recv(ann, "message"))["message"]["body"] == "back"
+
+
+async def _recv_presence(ws, timeout):
+    return await _recv(ws, "presence", timeout)
+
+
+async def test_presence_across_processes_and_after_one_is_killed(tokens, tmp_path):
+    """Users on different processes see each other; a killed process's users go offline
+    within 30 s (its presence entries lapse and the survivors' sweeps notice)."""
+    ann_token, bob_token = tokens
+    with servers(2, redis_url=redis_url(), log_dir=tmp_path) as (a, b):
+        async with websockets.connect(f"{b.ws}/ws/chat/", additional_headers={"Authorization": f"Token {bob_token}"}) as bob:
+            await bob.send(json.dumps({"type": "join", "room": "general"}))
+            assert (await _recv(bob, "joined"))["online"] == ["bob"]
+            ann = await websockets.connect(f"{a.ws}/ws/chat/", additional_headers={"Authorization": f"Token {ann_token}"})
+            await ann.send(json.dumps({"type": "join", "room": "general"}))
+            assert (await _recv(ann, "joined"))["online"] == ["ann", "bob"]
+            assert await _recv_presence(bob, 3) == {"type": "presence", "room": "general", "user": "ann", "online": True}
+
+            a.process.kill()  # no close frames, no clean-up: a crashed server
+            started = asyncio.get_running_loop().time()
+            gone = await _recv_presence(bob, 35)
+            assert gone == {"type": "presence", "room": "general", "user": "ann", "online": False}
+            assert asyncio.get_running_loop().time() - started <= 30

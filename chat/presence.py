@@ -1,0 +1,163 @@
+"""Who is online in which room, across server processes (PROTOCOL.md 3.3, item 6).
+
+Each process counts its own sockets per (room, user) and records "user U is here through
+process P" in a store with an expiry, renewed every HEARTBEAT seconds. A process that dies
+stops renewing, so its entries lapse within TTL and the survivors' sweeps announce the users
+gone: no ghost stays online.
+
+- RedisPresence: one sorted set per (room, user) of process ids scored by expiry, and one
+  set per room of the users present; updated by Lua scripts, so "first socket" and "last
+  socket" are decided atomically across processes. Also the cross-process typing throttle.
+- LocalPresence: the same in memory, for the in-memory channel layer (one process).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+HEARTBEAT = 4.0  # seconds between renewals (and sweeps)
+TTL = 15.0  # an entry not renewed for this long is gone
+
+_ADD = """
+-- KEYS[1] user's process set, KEYS[2] room's user set; ARGV: now, expiry, process, member, ttl
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], 86400)
+return before == 0 and 1 or 0
+"""
+
+_REMOVE = """
+-- KEYS[1] user's process set, KEYS[2] room's user set; ARGV: now, process, member
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+_ONLINE = """
+-- KEYS[1] room's user set; ARGV: now, key prefix of the users' process sets
+local online = {}
+for _, member in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. member
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if redis.call('ZCARD', key) > 0 then
+    table.insert(online, member)
+  else
+    redis.call('SREM', KEYS[1], member)
+  end
+end
+return online
+"""
+
+
+def _member(user_id: int, username: str) -> str:
+    return f"{user_id}:{username}"
+
+
+def _username(member: str) -> str:
+    return member.split(":", 1)[1]
+
+
+class LocalPresence:
+    """Presence for a single process (the in-memory channel layer)."""
+
+    def __init__(self):
+        self.process = uuid.uuid4().hex
+        self.rooms: dict[int, dict[str, float]] = {}
+        self.typing: dict[tuple[int, int], float] = {}
+
+    async def add(self, room_id: int, user_id: int, username: str) -> bool:
+        """Record the user in the room; True if they were not online there before."""
+        members = self.rooms.setdefault(room_id, {})
+        first = _member(user_id, username) not in members
+        members[_member(user_id, username)] = time.time() + TTL
+        return first
+
+    async def remove(self, room_id: int, user_id: int, username: str) -> bool:
+        """Forget this process's entry; True if the user is now offline in the room."""
+        self.rooms.get(room_id, {}).pop(_member(user_id, username), None)
+        return True
+
+    async def renew(self, entries: list[tuple[int, int, str]]) -> None:
+        for room_id, user_id, username in entries:
+            self.rooms.setdefault(room_id, {})[_member(user_id, username)] = time.time() + TTL
+
+    async def online(self, room_id: int) -> set[str]:
+        now = time.time()
+        members = self.rooms.get(room_id, {})
+        for member in [m for m, expiry in members.items() if expiry <= now]:
+            del members[member]
+        return {_username(m) for m in members}
+
+    async def typing_allowed(self, room_id: int, user_id: int, every: float) -> bool:
+        now = time.monotonic()
+        if now - self.typing.get((room_id, user_id), -every) < every:
+            return False
+        if len(self.typing) > 10000:
+            self.typing = {k: t for k, t in self.typing.items() if now - t < every}
+        self.typing[(room_id, user_id)] = now
+        return True
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisPresence:
+    """Presence shared by every process through Redis."""
+
+    PREFIX = "chat:presence:"
+
+    def __init__(self, url: str):
+        import redis.asyncio as redis
+
+        self.process = uuid.uuid4().hex
+        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self._add = self.redis.register_script(_ADD)
+        self._remove = self.redis.register_script(_REMOVE)
+        self._online = self.redis.register_script(_ONLINE)
+
+    def _keys(self, room_id: int, user_id: int, username: str) -> list[str]:
+        return [f"{self.PREFIX}{room_id}:u:{_member(user_id, username)}", f"{self.PREFIX}{room_id}:users"]
+
+    async def add(self, room_id: int, user_id: int, username: str) -> bool:
+        now = time.time()
+        args = [now, now + TTL, self.process, _member(user_id, username), int(TTL) + 1]
+        return bool(await self._add(keys=self._keys(room_id, user_id, username), args=args))
+
+    async def remove(self, room_id: int, user_id: int, username: str) -> bool:
+        args = [time.time(), self.process, _member(user_id, username)]
+        return bool(await self._remove(keys=self._keys(room_id, user_id, username), args=args))
+
+    async def renew(self, entries: list[tuple[int, int, str]]) -> None:
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id, user_id, username in entries:
+                key, users = self._keys(room_id, user_id, username)
+                pipe.zadd(key, {self.process: now + TTL})
+                pipe.expire(key, int(TTL) + 1)
+                pipe.sadd(users, _member(user_id, username))
+            await pipe.execute()
+
+    async def online(self, room_id: int) -> set[str]:
+        members = await self._online(keys=[f"{self.PREFIX}{room_id}:users"], args=[time.time(), f"{self.PREFIX}{room_id}:u:"])
+        return {_username(m.decode()) for m in members}
+
+    async def typing_allowed(self, room_id: int, user_id: int, every: float) -> bool:
+        return bool(await self.redis.set(f"chat:typing:{room_id}:{user_id}", 1, nx=True, px=int(every * 1000)))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def presence_store():
+    """The store matching the channel layer: Redis when REDIS_URL is set."""
+    from django.conf import settings
+
+    return RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else LocalPresence()
