@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import deque
 from typing import Any
 
@@ -53,6 +54,7 @@ class ChatConsumer(AsyncConsumer):
         self.auth_token = self.scope.get("auth_token")
         self.rooms: dict[str, tuple[Room, realtime.Subscription]] = {}
         self.closed = False
+        self.socket_id = uuid.uuid4().hex
         self.hub: realtime.Hub | None = None
         self.rate_limited_at: deque[float] = deque()
         self.frame_tokens = float(settings.CHAT_FRAME_BURST)
@@ -222,7 +224,10 @@ class ChatConsumer(AsyncConsumer):
             realtime.room_ephemeral_publish(room_id=room.pk, text=text, except_user=self.user_id)
 
     async def frame_read(self, frame):
-        self._joined(frame["room"])
+        room = self._joined(frame["room"])
+        await database_sync_to_async(services.read_mark)(
+            room=room, user=self.user, seq=frame["seq"], origin=self.socket_id
+        )
 
     async def frame_ping(self, frame):
         return {"type": protocol.PONG}
@@ -237,6 +242,9 @@ class ChatConsumer(AsyncConsumer):
             if event.get("token") not in (None, self.auth_token):
                 return
             await self.close(event["close"])
+        elif "read" in event:
+            if event.get("origin") != self.socket_id:
+                await self.send_frame(event["read"])
         elif "kick" in event:
             for slug, (room, _sub) in list(self.rooms.items()):
                 if room.pk == event["kick"]:

@@ -161,3 +161,25 @@ def presence_store():
     from django.conf import settings
 
     return RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else LocalPresence()
+
+
+def room_online(room_id: int) -> list[str]:
+    """Usernames online in the room, for synchronous code (REST views)."""
+    from django.conf import settings
+
+    if settings.REDIS_URL:
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            members = client.eval(_ONLINE, 1, f"{RedisPresence.PREFIX}{room_id}:users", time.time(), f"{RedisPresence.PREFIX}{room_id}:u:")
+        finally:
+            client.close()
+        return sorted({_username(m.decode()) for m in members})
+    from . import realtime
+
+    hub = realtime._hub
+    if hub is None or not isinstance(hub.presence, LocalPresence):
+        return []
+    now = time.time()
+    return sorted({_username(m) for m, expiry in dict(hub.presence.rooms.get(room_id, {})).items() if expiry > now})

@@ -90,11 +90,10 @@ def rooms_for_user(*, user) -> QuerySet[Room]:
 
 
 def room_online(*, room_id: int) -> list[str]:
-    """Usernames online in the room, across server processes.
+    """Usernames online in the room, across server processes (see chat.presence)."""
+    from . import presence
 
-    Presence across processes comes with the live-state work; until then: none.
-    """
-    return []
+    return presence.room_online(room_id)
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:

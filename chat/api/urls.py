@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 
 from .. import protocol
 from ..protocol import ChatError
-from . import views
+from . import live, views
 
 
 @extend_schema(exclude=True)
@@ -28,6 +28,8 @@ v1 = [
     path("rooms/<str:slug>/members/<str:username>/", views.RoomMemberView.as_view(), name="api-room-member"),
     path("rooms/<str:slug>/messages/", views.RoomMessagesView.as_view(), name="api-room-messages"),
     path("messages/<int:message_id>/", views.MessageView.as_view(), name="api-message"),
+    path("rooms/<str:slug>/read/", live.RoomReadView.as_view(), name="api-room-read"),
+    path("dms/", live.DirectMessagesView.as_view(), name="api-dms"),
 ]
 
 urlpatterns = [

@@ -200,6 +200,8 @@ def room_join(*, access: rules.RoomAccess, user) -> Membership | None:
 def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> Room:
     """Create a room owned by ``owner``; raise invalid for a bad or taken slug."""
     slug = validate_slug(slug)
+    if slug.startswith("dm-"):
+        raise ChatError(protocol.INVALID, "Room names starting with 'dm-' are kept for direct messages.")
     name = (name or slug).strip()[:100]
     try:
         with transaction.atomic():
@@ -299,3 +301,7 @@ def token_revoke(*, user) -> bool:
         event = {"close": protocol.CLOSE_UNAUTHENTICATED, "token": key}
         transaction.on_commit(lambda event=event: realtime.user_event_publish(user_id=user_id, event=event))
     return True
+
+
+# Writes of the live state live in their own module (read positions, direct messages).
+from .live import dm_open, read_mark  # noqa: E402,F401

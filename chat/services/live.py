@@ -1,0 +1,61 @@
+"""Writes of the live state: read positions and direct-message rooms."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from .. import protocol, realtime, rules
+from ..models import Membership, Room
+from ..protocol import ChatError
+
+DM_PREFIX = "dm-"
+
+
+def read_mark(*, room: Room, user, seq: int, origin: str | None = None) -> int:
+    """Move the user's read position in the room up to ``seq``; return the position.
+
+    A position never moves backwards (a lower ``seq`` is ignored) and is clamped to the
+    room's seq. When it moves, the user's other sockets get a `read` frame (all but
+    ``origin``, the socket that said so).
+    """
+    access = rules.check_join(rules.room_access(user=user, room=room))
+    room = access.room
+    target = max(0, min(seq, room.seq))
+    if access.role is None:
+        Membership.objects.get_or_create(room=room, user=user)
+    moved = Membership.objects.filter(room=room, user=user, read_seq__lt=target).update(read_seq=target)
+    if moved:
+        event = {"read": {"type": protocol.READ, "room": room.slug, "seq": target}, "origin": origin}
+        transaction.on_commit(lambda: realtime.user_event_publish(user_id=user.pk, event=event))
+        return target
+    return Membership.objects.values_list("read_seq", flat=True).get(room=room, user=user)
+
+
+def dm_open(*, user, username: str) -> tuple[Room, bool]:
+    """Return (the private two-person room of ``user`` and ``username``, created).
+
+    The pair's room is created once, whichever side asks first (Room.dm_key is unique).
+    """
+    other = get_user_model().objects.filter(username=username, is_active=True).first()
+    if other is None:
+        raise ChatError(protocol.NOT_FOUND, "No such user.")
+    if other.pk == user.pk:
+        raise ChatError(protocol.INVALID, "A direct message needs another user.")
+    low, high = sorted([user, other], key=lambda u: u.pk)
+    key = f"{low.pk}:{high.pk}"
+    existing = Room.objects.filter(dm_key=key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            room = Room.objects.create(
+                slug=f"{DM_PREFIX}{low.pk}-{high.pk}",
+                name=f"{low.username}, {high.username}",
+                private=True,
+                dm_key=key,
+            )
+            Membership.objects.bulk_create([Membership(room=room, user=low), Membership(room=room, user=high)])
+    except IntegrityError:
+        return Room.objects.get(dm_key=key), False
+    return room, True
