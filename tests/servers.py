@@ -14,6 +14,8 @@ from pathlib import Path
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+# As ./run starts Daphne: a socket that stops answering pings is dropped within 25 s.
+DAPHNE_FLAGS = ["--ping-interval", "10", "--ping-timeout", "15"]
 
 
 def free_port() -> int:
@@ -61,7 +63,7 @@ def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None
     }
     log = log_dir / f"daphne-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "chatproject.asgi:application"],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, "chatproject.asgi:application"],
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),

@@ -71,3 +71,29 @@ async def test_presence_across_processes_and_after_one_is_killed(tokens, tmp_pat
             gone = await _recv_presence(bob, 35)
             assert gone == {"type": "presence", "room": "general", "user": "ann", "online": False}
             assert asyncio.get_running_loop().time() - started <= 30
+
+
+async def test_a_vanished_tcp_connection_goes_offline_within_30_s(tokens, tmp_path):
+    """A client that stops answering (no close frame, no pong) counts as gone."""
+    ann_token, bob_token = tokens
+    with servers(1, redis_url=redis_url(), log_dir=tmp_path) as (server,):
+        async with websockets.connect(f"{server.ws}/ws/chat/", additional_headers={"Authorization": f"Token {bob_token}"}) as bob:
+            await bob.send(json.dumps({"type": "join", "room": "general"}))
+            await _recv(bob, "joined")
+            # A raw socket: handshake and join by hand, then silence, as if the network vanished.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(
+                (
+                    "GET /ws/chat/general/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    f"Sec-WebSocket-Version: 13\r\nAuthorization: Token {ann_token}\r\n\r\n"
+                ).encode()
+            )
+            await writer.drain()
+            assert b"101" in (await reader.readline())
+            assert (await _recv_presence(bob, 5))["online"] is True
+            started = asyncio.get_running_loop().time()
+            gone = await _recv_presence(bob, 35)
+            assert gone["user"] == "ann" and gone["online"] is False
+            assert asyncio.get_running_loop().time() - started <= 30
+            writer.close()
