@@ -23,7 +23,7 @@ def read_mark(*, room: Room, user, seq: int, origin: str | None = None) -> int:
     room = access.room
     target = max(0, min(seq, room.seq))
     if access.role is None:
-        Membership.objects.get_or_create(room=room, user=user)
+        Membership.objects.get_or_create(room=room, user=user, defaults={"read_seq": room.seq})
     moved = Membership.objects.filter(room=room, user=user, read_seq__lt=target).update(read_seq=target)
     if moved:
         event = {"read": {"type": protocol.READ, "room": room.slug, "seq": target}, "origin": origin}
