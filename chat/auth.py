@@ -23,7 +23,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
-from . import protocol
+from . import protocol, rules
 
 
 def origin_allowed(origin: str | None) -> bool:
@@ -92,4 +92,9 @@ class ChatAuthMiddleware:
                 return await _deny(receive, send)
             scope["user"] = await database_sync_to_async(_session_user)(session_key)
             scope["session_key"] = session_key
+        if scope["session_key"] or scope["auth_token"]:
+            # A site-banned user's handshake is accepted, then closed with 4403 (PROTOCOL.md 5).
+            scope["site_banned"] = await database_sync_to_async(rules.handshake_banned)(
+                user=scope["user"], session_key=scope["session_key"], token=scope["auth_token"]
+            )
         return await self.app(scope, receive, send)

@@ -14,7 +14,7 @@ from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from . import protocol, realtime, rules, selectors, services
+from . import metrics, protocol, realtime, rules, selectors, serving, services
 from .models import Room
 from .protocol import ChatError
 
@@ -59,17 +59,30 @@ class ChatConsumer(AsyncConsumer):
         self.rate_limited_at: deque[float] = deque()
         self.frame_tokens = float(settings.CHAT_FRAME_BURST)
         self.frame_time = time.monotonic()
+        backlog = serving.send_backlog(self.base_send)
+        self.slow = serving.SlowSocketCheck(backlog) if backlog is not None else None
 
         accept = {"type": "websocket.accept"}
         if protocol.SUBPROTOCOL in (self.scope.get("subprotocols") or []):
             accept["subprotocol"] = protocol.SUBPROTOCOL
         await self.base_send(accept)
+        if self.scope.get("site_banned"):
+            await self.send_frame(protocol.error_frame(protocol.FORBIDDEN, "This account is banned."))
+            await self.close(protocol.CLOSE_BANNED)
+            return
         if not self.user.is_authenticated:
             await self.send_frame(protocol.error_frame(protocol.UNAUTHENTICATED, "Log in or send a token."))
             await self.close(protocol.CLOSE_UNAUTHENTICATED)
             return
-        self.hub = await realtime.ahub()
+        hub = await realtime.ahub()
+        if len(hub.users.get(self.user_id, ())) >= settings.CHAT_MAX_SOCKETS_PER_USER:
+            metrics.SOCKETS_REFUSED.labels("per_user_limit").inc()
+            await self.reply_error(ChatError(protocol.RATE_LIMITED, "Too many open sockets.", retry_after=5.0))
+            await self.close(protocol.CLOSE_FLOODING)
+            return
+        self.hub = hub
         await self.hub.user_attach(self)
+        metrics.SOCKETS_OPEN.inc()
         slug = self.scope["url_route"]["kwargs"].get("slug")
         if slug:
             await self.handle_frame({"type": protocol.JOIN, "room": slug})
@@ -81,6 +94,7 @@ class ChatConsumer(AsyncConsumer):
                 self.hub.unsubscribe(sub)
             self.rooms.clear()
             self.hub.user_detach(self)
+            metrics.SOCKETS_OPEN.dec()
         raise StopConsumer()
 
     async def websocket_receive(self, message):
@@ -101,6 +115,10 @@ class ChatConsumer(AsyncConsumer):
     async def send_text(self, text: str) -> None:
         if not self.closed:
             await self.base_send({"type": "websocket.send", "text": text})
+            if self.slow is not None and self.slow.too_slow():
+                # Daphne buffers what the client does not read; a reconnect resumes with `since`.
+                log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
+                await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send_text(protocol.encode(frame))
@@ -108,13 +126,17 @@ class ChatConsumer(AsyncConsumer):
     async def close(self, code: int) -> None:
         if not self.closed:
             self.closed = True
-            await self.base_send({"type": "websocket.close", "code": code})
+            metrics.SOCKETS_CLOSED.labels(str(code)).inc()
+            # Daphne refuses 1001 and 1011 through ASGI (see serving.close_directly).
+            if not serving.close_directly(self.base_send, code):
+                await self.base_send({"type": "websocket.close", "code": code})
 
     async def fail(self) -> None:
         """Close with 1011: the client reconnects and resumes with `since`."""
         await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
     async def reply_error(self, error: ChatError) -> None:
+        metrics.ERRORS.labels(error.code).inc()
         await self.send_frame(protocol.error_frame(error.code, error.detail, ref=error.ref, retry_after=error.retry_after))
         if error.code == protocol.RATE_LIMITED:
             now = time.monotonic()
@@ -190,8 +212,10 @@ class ChatConsumer(AsyncConsumer):
         if frame.get("ref") is not None:
             joined["ref"] = frame["ref"]
         await self.send_frame(joined)
+        metrics.JOINS.labels("resync" if resume.resync else "live" if frame.get("since") is None else "resume").inc()
         for replay in resume.frames:
             await self.send_text(replay.text)
+        metrics.DELIVERIES.labels("replay").inc(len(resume.frames))
         await sub.start(last=resume.seq)
 
     async def frame_leave(self, frame):
@@ -200,9 +224,10 @@ class ChatConsumer(AsyncConsumer):
 
     async def frame_send(self, frame):
         room = self._joined(frame["room"])
-        message, _created = await database_sync_to_async(services.message_post)(
-            room=room, author=self.user, body=frame["body"], client_id=frame["client_id"]
-        )
+        with metrics.timed(metrics.STORE_SECONDS):
+            message, _created = await database_sync_to_async(services.message_post)(
+                room=room, author=self.user, body=frame["body"], client_id=frame["client_id"]
+            )
         return {
             "type": protocol.ACK,
             "room": message.room.slug,

@@ -6,6 +6,7 @@ Fields and constraints only; every write goes through ``chat.services``.
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Room(models.Model):
@@ -108,38 +109,152 @@ class RoomEvent(models.Model):
         return f"{self.room_id}/{self.seq} {self.kind}"
 
 
-class RoomBan(models.Model):
+class Restriction(models.Model):
+    """What mutes and bans share: in force until ``until`` (for ever when null), why, and by whom."""
+
+    until = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    def in_force(self, now=None) -> bool:
+        return self.until is None or self.until > (now or timezone.now())
+
+
+class RoomBan(Restriction):
     """The user may not join or read the room until ``until`` (for ever when null)."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="bans")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_bans")
-    until = models.DateTimeField(null=True, blank=True)
-    reason = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "user"], name="roomban_room_user")]
 
+    def __str__(self) -> str:
+        return f"ban of {self.user_id} in {self.room_id}"
 
-class Mute(models.Model):
+
+class Mute(Restriction):
     """The user may read the room but not post until ``until`` (for ever when null)."""
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="mutes")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mutes")
-    until = models.DateTimeField(null=True, blank=True)
-    reason = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["room", "user"], name="mute_room_user")]
+
+    def __str__(self) -> str:
+        return f"mute of {self.user_id} in {self.room_id}"
 
 
 def active_until_q(now) -> Q:
     """Filter for bans and mutes still in force at ``now``."""
     return Q(until__isnull=True) | Q(until__gt=now)
+
+
+# --- moderation (PROTOCOL.md 5) ---------------------------------------------------------
+
+
+class SiteBan(Restriction):
+    """The user may not use the site until ``until`` (for ever when null): no login, no token,
+    every socket closed with 4403."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="site_ban")
+
+    def __str__(self) -> str:
+        return f"site ban of {self.user_id}"
+
+
+class SiteBanKey(models.Model):
+    """A SHA-256 digest of a session key or API token the ban ended, so a client that comes
+    back with it is told it is banned (4403) rather than logged out (4401)."""
+
+    ban = models.ForeignKey(SiteBan, on_delete=models.CASCADE, related_name="keys")
+    digest = models.CharField(max_length=64, db_index=True)
+
+    def __str__(self) -> str:
+        return self.digest[:12]
+
+
+class Report(models.Model):
+    """A user's report of a message, queued for the moderators until resolved."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        HIDDEN = "hidden", "Resolved: message hidden"
+        DISMISSED = "dismissed", "Resolved: dismissed"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One open report per reporter and message: reporting again returns it.
+            models.UniqueConstraint(
+                fields=["message", "reporter"], condition=Q(status="open"), name="report_open_message_reporter"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="report_queue")]
+
+    def __str__(self) -> str:
+        return f"report #{self.pk} of message {self.message_id}"
+
+
+class ModerationLog(models.Model):
+    """One moderation action: who, what, to whom, why, when. Append-only: written by the
+    moderation services, never changed. ``summary`` keeps the names as they were, so an
+    entry still reads right after its user, message or room is gone."""
+
+    class Action(models.TextChoices):
+        MESSAGE_DELETE = "message.delete", "Deleted a message"
+        MESSAGE_RESTORE = "message.restore", "Restored a message"
+        ROOM_LOCK = "room.lock", "Locked a room"
+        ROOM_UNLOCK = "room.unlock", "Unlocked a room"
+        MUTE = "mute", "Muted"
+        UNMUTE = "unmute", "Unmuted"
+        BAN = "ban", "Banned from a room"
+        UNBAN = "unban", "Unbanned from a room"
+        SITE_BAN = "site_ban", "Banned from the site"
+        SITE_UNBAN = "site_unban", "Unbanned from the site"
+        MEMBER_REMOVE = "member.remove", "Removed a member"
+        REPORT_HIDE = "report.hide", "Resolved a report: hid the message"
+        REPORT_DISMISS = "report.dismiss", "Resolved a report: dismissed"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="moderation_actions"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="moderation_log"
+    )
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    room = models.ForeignKey(Room, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reason = models.CharField(max_length=500, blank=True)
+    summary = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.summary
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("The moderation log is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("The moderation log is append-only.")

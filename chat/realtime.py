@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from . import metrics
 from .presence import HEARTBEAT, presence_store
 from .protocol import PRESENCE, RoomEventFrame, encode
 
@@ -66,6 +68,8 @@ class Socket(Protocol):
 
     async def fail(self) -> None: ...
 
+    async def close(self, code: int) -> None: ...
+
 
 # --- per socket -----------------------------------------------------------------------
 
@@ -92,6 +96,7 @@ class Subscription:
         elif frame.seq == self.last + 1:
             self.last = frame.seq
             await self.socket.send_text(frame.text)
+            metrics.DELIVERIES.labels("live").inc()
         elif frame.seq > self.last:
             self.buffer = [frame]
             asyncio.get_running_loop().create_task(self.catch_up())
@@ -117,11 +122,15 @@ class Subscription:
                         )
                         if [m.seq for m in missing] != list(range(self.last + 1, frame.seq)):
                             raise RuntimeError(f"events {self.last + 1}-{frame.seq - 1} are no longer kept")
+                        metrics.GAP_FILLS.labels("socket").inc()
+                        metrics.GAP_FILLED_EVENTS.inc(len(missing))
                         for m in missing:
                             await self.socket.send_text(m.text)
+                            metrics.DELIVERIES.labels("catch_up").inc()
                         self.last = frame.seq - 1
                     self.last = frame.seq
                     await self.socket.send_text(frame.text)
+                    metrics.DELIVERIES.labels("live").inc()
             self.buffer = None
         except Exception:
             # The socket cannot be brought up to date here; it reconnects and resumes.
@@ -188,6 +197,8 @@ class RoomFeed:
             if self.seq is None or target <= self.seq or self.hub.feeds.get(self.room_id) is not self:
                 return
             frames = await database_sync_to_async(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
+            metrics.GAP_FILLS.labels("order" if upto is None else "poll").inc()
+            metrics.GAP_FILLED_EVENTS.inc(len(frames))
             self.hub.inbox.put_nowait(("fill", self.room_id, frames))
         except Exception:
             log.exception("gap fill failed in room %s", self.room_id)
@@ -272,6 +283,13 @@ class Hub:
         self._presence_count(room_id, socket, +1)
         return sub
 
+    async def close_all(self, code: int) -> int:
+        """Close every socket of this process with ``code`` (shutdown); return how many."""
+        sockets = [socket for group in self.users.values() for socket in group]
+        for socket in sockets:
+            await socket.close(code)
+        return len(sockets)
+
     async def online(self, room_id: int, *, including: str) -> list[str]:
         """Usernames online in the room in any process (``including`` is joining now)."""
         return sorted(await self._store_online(room_id) | {including})
@@ -324,6 +342,7 @@ class Hub:
     def _layer_failed(self, what: str, exc: BaseException) -> None:
         self.layer_ok = False
         self.layer_errors += 1
+        metrics.LAYER_ERRORS.inc()
         log.warning("channel layer %s failed: %r", what, exc)
 
     async def _publish(self) -> None:
@@ -438,6 +457,8 @@ class Hub:
                 await asyncio.sleep(0.5)
                 continue
             if message.get("type") == ROOM_EVENT:
+                if "t" in message:
+                    metrics.BROADCAST_SECONDS.observe(max(time.time() - message["t"], 0))
                 frame = RoomEventFrame(seq=message["seq"], text=message["text"])
                 self.inbox.put_nowait(("room", message["room"], [frame]))
             elif message.get("type") == ROOM_EPHEMERAL:
@@ -527,7 +548,11 @@ def _publish(group: str, message: dict[str, Any], local: tuple | None = None) ->
 
 def room_event_publish(*, room_id: int, frame: RoomEventFrame) -> None:
     """Announce a committed room event to every process. Safe from any thread."""
-    message = {"type": ROOM_EVENT, "room": room_id, "seq": frame.seq, "text": frame.text}
+    message = {"type": ROOM_EVENT, "room": room_id, "seq": frame.seq, "text": frame.text, "t": time.time()}
+    kind = metrics.event_type(frame.text)
+    metrics.ROOM_EVENTS.labels(kind).inc()
+    if kind == "message":
+        metrics.MESSAGES_STORED.inc()
     _publish(room_group(room_id), message, local=("room", room_id, [frame]))
 
 

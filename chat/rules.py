@@ -5,13 +5,14 @@ Each ``check_*`` returns nothing or raises ChatError with the PROTOCOL.md code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, fields
 
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from . import protocol
-from .models import Membership, Message, Mute, Room, RoomBan, active_until_q
+from .models import Membership, Message, Mute, Room, RoomBan, SiteBan, SiteBanKey, active_until_q
 from .protocol import ChatError
 
 Role = Membership.Role
@@ -39,7 +40,8 @@ class RoomAccess:
 
     @property
     def moderates(self) -> bool:
-        return self.role in (Role.OWNER, Role.MODERATOR) or self.site_moderator
+        """Owner, room moderator or staff, and not banned from the room."""
+        return not self.banned and (self.role in (Role.OWNER, Role.MODERATOR) or self.site_moderator)
 
 
 def room_access(*, user, room: Room | None = None, slug: str | None = None, room_id: int | None = None) -> RoomAccess | None:
@@ -148,3 +150,95 @@ def check_member_remove(access: RoomAccess | None, *, is_self: bool, member_role
     if member_role == Role.MODERATOR and not _grants_moderator(access):
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner removes a moderator.")
     return access
+
+
+# --- moderation (PROTOCOL.md 5) -----------------------------------------------------------
+
+
+class AdminRoomAccess(RoomAccess):
+    """Access through the Django admin: staff moderate private rooms there too (docs/decisions.md)."""
+
+    @property
+    def visible(self) -> bool:
+        return self.site_moderator or super().visible
+
+
+def admin_room_access(*, user, room: Room | None = None, room_id: int | None = None) -> AdminRoomAccess | None:
+    """room_access() for the admin's door; None if no room."""
+    access = room_access(user=user, room=room, room_id=room_id)
+    if access is None:
+        return None
+    return AdminRoomAccess(**{f.name: getattr(access, f.name) for f in fields(access)})
+
+
+def check_site_moderator(user, detail: str = "Only staff moderators can do that.") -> None:
+    """Staff-only actions: restoring messages, resolving reports, site bans."""
+    if not is_site_moderator(user):
+        raise ChatError(protocol.FORBIDDEN, detail)
+
+
+def check_restrict(access: RoomAccess | None, *, actor, target, target_role: str | None) -> RoomAccess:
+    """Muting, banning from a room, and lifting either: the room's owner and moderators, or staff.
+
+    Nobody restricts the owner, staff moderators or themselves; only the owner (or staff)
+    restricts a room moderator.
+    """
+    access = check_moderate(access)
+    if target.pk == actor.pk:
+        raise ChatError(protocol.FORBIDDEN, "You cannot mute or ban yourself.")
+    if target_role == Role.OWNER:
+        raise ChatError(protocol.FORBIDDEN, "The room's owner cannot be muted or banned.")
+    if is_site_moderator(target):
+        raise ChatError(protocol.FORBIDDEN, "Staff moderators cannot be muted or banned.")
+    if target_role == Role.MODERATOR and not _grants_moderator(access):
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner mutes or bans a moderator.")
+    return access
+
+
+def check_site_ban(*, actor, target) -> None:
+    """Banning from the site, or lifting it: staff moderators; a staff moderator only by a superuser."""
+    check_site_moderator(actor, "Only staff moderators ban users from the site.")
+    if target.pk == actor.pk:
+        raise ChatError(protocol.FORBIDDEN, "You cannot ban yourself.")
+    if target.is_superuser:
+        raise ChatError(protocol.FORBIDDEN, "Superusers cannot be banned.")
+    if is_site_moderator(target) and not actor.is_superuser:
+        raise ChatError(protocol.FORBIDDEN, "Only a superuser bans a staff moderator.")
+
+
+def check_report(access: RoomAccess | None, message: Message, user) -> RoomAccess:
+    """Reporting a message: anyone who may read the room, about a message by someone else."""
+    access = check_join(access)
+    if message.deleted:
+        raise ChatError(protocol.NOT_FOUND, "No such message.")
+    if message.author_id == user.pk:
+        raise ChatError(protocol.INVALID, "You cannot report your own message.")
+    return access
+
+
+def site_ban_of(user) -> SiteBan | None:
+    """The user's site ban if it is in force, else None."""
+    if not getattr(user, "pk", None):
+        return None
+    return SiteBan.objects.filter(active_until_q(timezone.now()), user_id=user.pk).first()
+
+
+def is_site_banned(user) -> bool:
+    return site_ban_of(user) is not None
+
+
+def credential_digest(key: str) -> str:
+    """How SiteBanKey stores a session key or token (both are long random strings)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def handshake_banned(*, user, session_key: str | None = None, token: str | None = None) -> bool:
+    """True if a WebSocket handshake comes from a site-banned user: an authenticated one, or a
+    session key or token that a site ban still in force has ended."""
+    if user.is_authenticated:
+        return is_site_banned(user)
+    digests = [credential_digest(key) for key in (session_key, token) if key]
+    if not digests:
+        return False
+    bans = SiteBan.objects.filter(active_until_q(timezone.now()))
+    return SiteBanKey.objects.filter(digest__in=digests, ban__in=bans).exists()

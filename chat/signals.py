@@ -14,3 +14,38 @@ def close_sockets_on_logout(sender, request, user, **kwargs):
         realtime.user_event_publish(
             user_id=user.pk, event={"close": protocol.CLOSE_UNAUTHENTICATED, "session_key": session_key}
         )
+
+
+# --- password change and deactivation (moderation, PROTOCOL.md 5) -------------------------
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.db.models.signals import post_save, pre_save  # noqa: E402
+
+_CREDENTIAL_FIELDS = {"password", "is_active"}
+
+
+@receiver(pre_save, sender=get_user_model())
+def _note_password_change_or_deactivation(sender, instance, update_fields=None, **kwargs):
+    """Remember on the instance whether this save changes the password or deactivates."""
+    instance._chat_end_sockets = False
+    if instance.pk is None or (update_fields is not None and not _CREDENTIAL_FIELDS & set(update_fields)):
+        return
+    # check_password() upgrading the hash of the same password saves update_fields=["password"]
+    # after clearing _password; set_password() leaves the new raw password there until save.
+    if update_fields is not None and set(update_fields) == {"password"} and instance._password is None:
+        return
+    old = sender._default_manager.filter(pk=instance.pk).values("password", "is_active").first()
+    if old is not None:
+        instance._chat_end_sockets = old["password"] != instance.password or (old["is_active"] and not instance.is_active)
+
+
+@receiver(post_save, sender=get_user_model())
+def close_sockets_on_password_change_or_deactivation(sender, instance, created, **kwargs):
+    """A new password or a deactivated account ends every socket of the user with 4401."""
+    if created or not getattr(instance, "_chat_end_sockets", False):
+        return
+    instance._chat_end_sockets = False
+    user_id = instance.pk
+    event = {"close": protocol.CLOSE_UNAUTHENTICATED}
+    transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))

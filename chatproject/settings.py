@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Counts requests in flight, so a graceful shutdown waits for them (chat/serving.py).
+    "chat.metrics.in_flight_middleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves static files from the Django process itself (Daphne serves no files).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -130,7 +132,10 @@ if REDIS_URL:
                 # blocking receive: idle receivers then fail (django/channels_redis#422).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
                 "capacity": 10000,
-                "group_expiry": 86400,
+                # The hub re-adds its groups every 60 s, so memberships need not outlive
+                # the sockets (Daphne runs with --websocket_timeout -1); a short expiry
+                # drops a killed process's channel from its groups within minutes.
+                "group_expiry": env.int("CHAT_GROUP_EXPIRY", default=300),
             },
         }
     }
@@ -147,6 +152,15 @@ CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="10/10s")
 # bucket of CHAT_FRAME_BURST. An empty bucket answers rate_limited.
 CHAT_FRAME_RATE = env.float("CHAT_FRAME_RATE", default=50.0)
 CHAT_FRAME_BURST = env.int("CHAT_FRAME_BURST", default=200)
+# Open sockets per user and process; one more is closed with 4429 (docs/deployment.md).
+CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)
+# A socket whose unsent output (bytes buffered by Daphne) stays above CHAT_SEND_BACKLOG for
+# CHAT_SLOW_SOCKET_SECONDS, or reaches CHAT_SEND_BACKLOG_MAX, is closed with 1011.
+CHAT_SEND_BACKLOG = env.int("CHAT_SEND_BACKLOG", default=1024 * 1024)
+CHAT_SEND_BACKLOG_MAX = env.int("CHAT_SEND_BACKLOG_MAX", default=16 * 1024 * 1024)
+CHAT_SLOW_SOCKET_SECONDS = env.float("CHAT_SLOW_SOCKET_SECONDS", default=5.0)
+# On SIGTERM: seconds to wait for sockets to close (1001) and HTTP requests to finish.
+CHAT_SHUTDOWN_TIMEOUT = env.float("CHAT_SHUTDOWN_TIMEOUT", default=10.0)
 
 # --- Auth, sessions -------------------------------------------------------------------
 
@@ -156,6 +170,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Site-banned users cannot log in and their sessions stop authenticating (chat/backends.py).
+# ModelBackend stays for sessions made by an explicit login(backend=...), such as signup's.
+AUTHENTICATION_BACKENDS = ["chat.backends.ChatModelBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -8,6 +8,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from .. import protocol
 from ..protocol import ChatError
 from . import live, views
+from . import moderation
 
 
 @extend_schema(exclude=True)
@@ -30,6 +31,11 @@ v1 = [
     path("messages/<int:message_id>/", views.MessageView.as_view(), name="api-message"),
     path("rooms/<str:slug>/read/", live.RoomReadView.as_view(), name="api-room-read"),
     path("dms/", live.DirectMessagesView.as_view(), name="api-dms"),
+    path("rooms/<str:slug>/mutes/", moderation.RoomMutesView.as_view(), name="api-room-mutes"),
+    path("rooms/<str:slug>/mutes/<str:username>/", moderation.RoomMuteView.as_view(), name="api-room-mute"),
+    path("rooms/<str:slug>/bans/", moderation.RoomBansView.as_view(), name="api-room-bans"),
+    path("rooms/<str:slug>/bans/<str:username>/", moderation.RoomBanView.as_view(), name="api-room-ban"),
+    path("messages/<int:message_id>/report/", moderation.MessageReportView.as_view(), name="api-message-report"),
 ]
 
 urlpatterns = [

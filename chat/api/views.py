@@ -168,7 +168,9 @@ class RoomDetailView(APIView):
     def patch(self, request: Request, slug: str) -> Response:
         access = _access(request, slug, rules.check_moderate)
         data = _valid(s.RoomUpdateSerializer, request.data)
-        room = services.room_update(access=access, name=data.get("name"), locked=data.get("locked"))
+        room = services.room_update(
+            access=access, name=data.get("name"), locked=data.get("locked"), actor=request.user
+        )
         return Response(_room(request, room, detail=True))
 
 

@@ -146,9 +146,10 @@ def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Mess
     return message, True
 
 
-def _message_for_update(message_id: int, user) -> tuple[Message, rules.RoomAccess]:
+def _message_for_update(message_id: int, user, *, admin: bool = False) -> tuple[Message, rules.RoomAccess]:
     message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
-    access = rules.room_access(user=user, room=message.room) if message is not None else None
+    room_access = rules.admin_room_access if admin else rules.room_access
+    access = room_access(user=user, room=message.room) if message is not None else None
     if message is None or access is None or not access.visible:
         raise ChatError(protocol.NOT_FOUND, "No such message.")
     return message, access
@@ -168,12 +169,14 @@ def message_edit(*, message_id: int, user, body: str) -> Message:
     return message
 
 
-def message_delete(*, message_id: int, user) -> Message:
+def message_delete(*, message_id: int, user, admin: bool = False, reason: str = "") -> Message:
     """Soft-delete (author, room moderator or staff); broadcasts `message.deleted`.
 
-    Deleting a deleted message changes nothing and announces nothing.
+    Deleting a deleted message changes nothing and announces nothing. A moderator's
+    deletion is written to the moderation log with ``reason``; ``admin`` is the Django
+    admin's door, where staff act in private rooms too.
     """
-    message, access = _message_for_update(message_id, user)
+    message, access = _message_for_update(message_id, user, admin=admin)
     by = rules.check_delete(access, message, user)
     if message.deleted:
         return message
@@ -182,6 +185,10 @@ def message_delete(*, message_id: int, user) -> Message:
         message.deleted = True
         message.save(update_fields=["deleted"])
         _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
+        if by == RoomEvent.By.MODERATOR:
+            from .moderation import log_message_delete
+
+            log_message_delete(actor=user, message=message, reason=reason)
     return message
 
 
@@ -193,7 +200,10 @@ def room_join(*, access: rules.RoomAccess, user) -> Membership | None:
     rules.check_join(access)
     if access.role is not None:
         return None
-    membership, _ = Membership.objects.get_or_create(room=access.room, user=user)
+    # A newcomer starts with nothing unread, as in Slack: the backlog is history, not news.
+    membership, _ = Membership.objects.get_or_create(
+        room=access.room, user=user, defaults={"read_seq": access.room.seq}
+    )
     return membership
 
 
@@ -217,9 +227,16 @@ def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> R
 ROOM_NAME_MAX = 100
 
 
-def room_update(*, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None) -> Room:
-    """The owner or a moderator renames or (un)locks the room; None leaves a field as it is."""
+def room_update(
+    *, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None, actor=None
+) -> Room:
+    """The owner or a moderator renames or (un)locks the room; None leaves a field as it is.
+
+    Locking and unlocking are moderation actions: logged with ``actor``. Nothing is broadcast;
+    `send` and `edit` answer `room_locked` from the next frame on.
+    """
     room = rules.check_moderate(access).room
+    lock_changed = locked is not None and locked != room.locked
     fields = []
     if name is not None:
         name = name.strip()
@@ -231,7 +248,12 @@ def room_update(*, access: rules.RoomAccess, name: str | None = None, locked: bo
         room.locked = locked
         fields.append("locked")
     if fields:
-        room.save(update_fields=fields)
+        with transaction.atomic():
+            room.save(update_fields=fields)
+            if lock_changed:
+                from .moderation import log_room_lock
+
+                log_room_lock(actor=actor, room=room)
     return room
 
 
@@ -264,7 +286,12 @@ def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
     if membership is None:
         raise ChatError(protocol.NOT_FOUND, "No such member.")
     rules.check_member_remove(access, is_self=actor.pk == user.pk, member_role=membership.role)
-    membership.delete()
+    with transaction.atomic():
+        membership.delete()
+        if actor.pk != user.pk:
+            from .moderation import log_member_remove
+
+            log_member_remove(actor=actor, user=user, room=access.room)
     if access.room.private:
         event = {"kick": access.room.pk, "reason": "You left the room." if actor.pk == user.pk else "You were removed."}
         user_id = user.pk
@@ -305,3 +332,17 @@ def token_revoke(*, user) -> bool:
 
 # Writes of the live state live in their own module (read positions, direct messages).
 from .live import dm_open, read_mark  # noqa: E402,F401
+
+# Moderation (PROTOCOL.md 5): mutes, bans, site bans, restoring, reports, the moderation log.
+from .moderation import (  # noqa: E402,F401
+    message_report,
+    message_restore,
+    moderation_log_write,
+    mute_lift,
+    mute_set,
+    report_resolve,
+    room_ban_lift,
+    room_ban_set,
+    site_ban_lift,
+    site_ban_set,
+)

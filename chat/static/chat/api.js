@@ -1,10 +1,43 @@
-// The REST calls the page makes. Both endpoints may be missing while the API is being
-// built; callers treat a failure as "not available" and carry on.
+// The REST calls the page makes. Reads fail soft (callers treat a failure as "not
+// available" and carry on); writes report what went wrong so the caller can say so.
 
 async function getJSON(url) {
   const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (response.status !== 200) throw new Error(`GET ${url.pathname ?? url}: HTTP ${response.status}`);
   return response.json();
+}
+
+/** Django's CSRF token: the csrftoken cookie, else the one any form on the page carries. */
+function csrfToken() {
+  for (const part of document.cookie.split(";")) {
+    const [name, ...value] = part.trim().split("=");
+    if (name === "csrftoken") return decodeURIComponent(value.join("="));
+  }
+  return document.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
+}
+
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function postJSON(url, body) {
+  let response;
+  try {
+    response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "The server can't be reached.");
+  }
+  const data = await response.json().catch(() => null);
+  if (!response.ok) throw new ApiError(response.status, typeof data?.detail === "string" ? data.detail : "");
+  return data;
 }
 
 /** A page of history: {results: [MESSAGE…] ascending seq, has_more_before, has_more_after}. */
@@ -17,10 +50,17 @@ export async function fetchHistory(slug, { before = null, limit = 50 } = {}) {
   return page;
 }
 
-/** The rooms the user can see, each with `slug` and `unread`. */
+/** The rooms the user can see, each with `slug`, `name`, `private` and `unread`. */
 export async function fetchRooms() {
   const data = await getJSON(new URL("/api/v1/rooms/", location.origin));
   const rooms = Array.isArray(data) ? data : data?.results; // plain list or a DRF page
   if (!Array.isArray(rooms)) throw new Error("rooms: unexpected response");
   return rooms;
+}
+
+/** The private two-person room of the caller and `username` (created on first use). */
+export async function openDirectRoom(username) {
+  const room = await postJSON(new URL("/api/v1/dms/", location.origin), { username });
+  if (typeof room?.slug !== "string") throw new ApiError(500, "Unexpected response.");
+  return room;
 }

@@ -1,13 +1,50 @@
 // Who is online in the room and who is typing.
+//
+// The header's "N online" button opens the people panel: a right-hand column on wide
+// screens (open unless the reader closed it), a drop-down sheet on narrow ones. Each
+// name in it has a "Message" button for a direct conversation.
+
+import { messageButton } from "./dm.js";
+import { avatar, h } from "./render.js";
 
 const TYPING_SHOWN_MS = 6000;
+const WIDE = matchMedia("(min-width: 1000px)");
+const PREF_KEY = "chat.people";
+
+function storedPref() {
+  try {
+    return localStorage.getItem(PREF_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function storePref(value) {
+  try {
+    localStorage.setItem(PREF_KEY, value);
+  } catch {
+    // private mode: the choice lasts for this page only
+  }
+}
 
 export class Presence {
+  /** `container` is the toggle button; its aria-controls names the people panel. */
   constructor({ count, container, typing, me }) {
-    Object.assign(this, { countEl: count, container, typingEl: typing, me });
+    Object.assign(this, { countEl: count, toggle: container, typingEl: typing, me });
+    this.panel = document.getElementById(container.getAttribute("aria-controls") ?? "");
+    this.list = this.panel?.querySelector(".people-list");
+    this.note = this.panel?.querySelector(".people-note");
+    this.panelCount = this.panel?.querySelector(".people-count");
+    this.status = this.panel?.querySelector(".people-error");
     this.online = new Set();
+    this.rows = new Map(); // username → <li> in the panel
     this.typing = new Map(); // username → timeout id
     this.known = false;
+    if (this.panel) this.#setupPanel();
+  }
+
+  isOnline(username) {
+    return this.known && this.online.has(username);
   }
 
   set(usernames) {
@@ -18,7 +55,10 @@ export class Presence {
 
   update(username, online) {
     if (online) this.online.add(username);
-    else this.online.delete(username);
+    else {
+      this.online.delete(username);
+      this.stoppedTyping(username);
+    }
     this.#renderOnline();
   }
 
@@ -43,17 +83,87 @@ export class Presence {
     this.#renderTyping();
   }
 
+  // --- the panel ---
+
+  #setupPanel() {
+    this.open = WIDE.matches && storedPref() !== "closed";
+    this.#applyOpen();
+    this.toggle.addEventListener("click", () => {
+      this.open = !this.open;
+      if (WIDE.matches) storePref(this.open ? "open" : "closed");
+      this.#applyOpen();
+      if (this.open && !WIDE.matches) this.panel.focus(); // Tab goes on to its buttons
+    });
+    this.panel.querySelector(".people-close")?.addEventListener("click", () => this.#close({ focus: true }));
+    WIDE.addEventListener("change", () => {
+      this.open = WIDE.matches && storedPref() !== "closed";
+      this.#applyOpen();
+    });
+    // As a drop-down sheet it goes away like a menu: Escape, or a click elsewhere.
+    document.addEventListener("keydown", (event) => {
+      const inside = this.panel.contains(document.activeElement) || this.toggle === document.activeElement;
+      if (event.key === "Escape" && this.open && !WIDE.matches && inside) {
+        this.#close({ focus: true });
+      }
+    });
+    document.addEventListener("pointerdown", (event) => {
+      if (this.open && !WIDE.matches && !this.panel.contains(event.target) && !this.toggle.contains(event.target)) {
+        this.#close();
+      }
+    });
+  }
+
+  #close({ focus = false } = {}) {
+    this.open = false;
+    if (WIDE.matches) storePref("closed");
+    this.#applyOpen();
+    if (focus) this.toggle.focus();
+  }
+
+  #applyOpen() {
+    this.panel.hidden = !this.open;
+    this.toggle.setAttribute("aria-expanded", String(this.open));
+  }
+
   #renderOnline() {
+    this.toggle.classList.toggle("has-online", this.known && this.online.size > 0);
     if (!this.known) {
       this.countEl.textContent = "…";
-      this.container.title = "";
-      this.container.classList.remove("has-online");
+      if (this.panelCount) this.panelCount.textContent = "";
+      this.list?.replaceChildren();
+      this.rows.clear();
+      if (this.note) this.note.textContent = "Connecting…";
       return;
     }
-    const names = [...this.online].sort((a, b) => a.localeCompare(b));
+    // You first, then everyone else alphabetically.
+    const others = [...this.online].filter((name) => name !== this.me).sort((a, b) => a.localeCompare(b));
+    const names = this.online.has(this.me) ? [this.me, ...others] : others;
     this.countEl.textContent = `${names.length} online`;
-    this.container.title = names.join(", ");
-    this.container.classList.toggle("has-online", names.length > 0);
+    if (!this.list) return;
+    this.panelCount.textContent = String(names.length);
+    this.note.textContent = others.length ? "" : "Nobody else is here right now.";
+    // Move as little as possible: a focused "Message" button must stay focused.
+    let cursor = this.list.firstElementChild;
+    for (const name of names) {
+      let row = this.rows.get(name);
+      if (!row) this.rows.set(name, (row = this.#person(name)));
+      if (row === cursor) cursor = cursor.nextElementSibling;
+      else this.list.insertBefore(row, cursor);
+    }
+    for (const [name, row] of this.rows) {
+      if (!this.online.has(name)) {
+        row.remove();
+        this.rows.delete(name);
+      }
+    }
+  }
+
+  #person(name) {
+    const mine = name === this.me;
+    return h("li", { class: "person", "data-user": name },
+      avatar(name, "avatar avatar-xs"),
+      h("span", { class: "person-name" }, name, mine ? h("span", { class: "person-you" }, " (you)") : null),
+      mine ? null : messageButton(name, { status: this.status }));
   }
 
   #renderTyping() {

@@ -92,10 +92,17 @@ export function renderMessage(node, msg, me) {
   }
   const clockEl = h("time", { class: "msg-clock", datetime: new Date(ts).toISOString(), title: absolute(ts) }, clock(ts));
   const head = h("div", { class: "msg-head" },
-    h("span", { class: "msg-author" }, username), " ", timeElement(ts, "msg-time"));
+    // Someone else's name opens their card (usercard.js, by event delegation).
+    username === me ? h("span", { class: "msg-author" }, username)
+      : h("button", { type: "button", class: "msg-author", "aria-haspopup": "dialog" }, username),
+    " ", timeElement(ts, "msg-time"));
   const row = h("div", { class: "msg-row" },
     h("div", { class: "msg-gutter" }, avatar(username), clockEl),
-    h("div", { class: "msg-main" }, head, body));
+    h("div", { class: "msg-main" }, head, body),
+    // Report, delete, mute, ban (msgmenu.js, by event delegation); not on pending or deleted ones.
+    msg.id != null && !msg.deleted
+      ? h("button", { type: "button", class: "msg-menu-button", "aria-haspopup": "menu", "aria-label": `Actions for ${username}'s message` }, "⋯")
+      : null);
   node.replaceChildren(row);
   return node;
 }

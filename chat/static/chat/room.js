@@ -3,7 +3,7 @@
 // seq in that history, so the replay covers exactly the gap: nothing missed, nothing twice.
 
 import { fetchHistory } from "./api.js";
-import { fillUnreadBadges } from "./badges.js";
+import { watchUnreadBadges } from "./badges.js";
 import { setupComposer } from "./composer.js";
 import { Outbox } from "./outbox.js";
 import { Presence } from "./presence.js";
@@ -11,6 +11,8 @@ import { h, paintAccountAvatar } from "./render.js";
 import { ChatSocket } from "./socket.js";
 import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
+import { setupMessageMenu } from "./msgmenu.js";
+import { setupUserCards } from "./usercard.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -182,14 +184,19 @@ function onFrame(frame) {
         console.warn("chat: server error frame", frame);
       }
       break;
+    case "read": // another tab of ours read a room: its badge (or our own read position) moves
+      if (frame.room === slug) readSent = Math.max(readSent, frame.seq);
+      else refreshBadges();
+      break;
     default:
-      break; // pong, left, read: nothing to show
+      break; // pong, left: nothing to show
   }
 }
 
 function onStatus(status) {
   if (status === "live") {
     banner.hidden = true;
+    refreshBadges();
     return;
   }
   outbox.disconnected();
@@ -211,15 +218,15 @@ document.addEventListener("visibilitychange", () => {
   unseen = 0;
   document.title = pageTitle;
   markRead();
-  fillUnreadBadges({ skip: slug });
 });
 
 paintAccountAvatar();
 // On phones the rooms are a horizontal strip; make sure the current one is visible.
 document.querySelector(".room-nav [aria-current]")?.scrollIntoView({ block: "nearest", inline: "nearest" });
 startTicker(chat);
-fillUnreadBadges({ skip: slug });
-setInterval(() => !document.hidden && fillUnreadBadges({ skip: slug }), 60_000);
+const refreshBadges = watchUnreadBadges({ skip: slug });
+setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnline(username) });
+setupMessageMenu({ root: $("messages"), slug, me });
 
 socket.connect(); // the handshake overlaps the history request
 const since = await loadLatest();

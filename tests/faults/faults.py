@@ -1,0 +1,344 @@
+"""The fault scenarios of issue 7. Each one: start a cluster (tests/faults/cluster.py), 20
+members in 4 rooms sending at a steady rate through nginx, inject one fault, measure the
+time to recover, stop sending, wait for every ack, then compare what every member received
+with the database (load.verify). The result is one row of the fault table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+
+from tests.faults.cluster import Cluster, cluster, rss_bytes
+from tests.faults.load import Load, Member, Outcome, verify
+
+MEMBERS = 20
+ROOMS = 4
+RATE = 1.0  # messages per second per member: 20/s in all, 100 deliveries/s
+WARMUP = 2.0  # seconds of traffic before the fault
+AFTER = 2.0  # seconds of traffic after recovery
+
+
+@dataclass
+class Row:
+    fault: str
+    sent: int = 0
+    acked: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    recover_s: float | None = None
+    extra: int = 0
+    out_of_order: int = 0
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def passed(self) -> bool:
+        return not self.problems and self.lost == self.duplicated == self.extra == self.out_of_order == 0
+
+
+RESULTS: list[Row] = []  # every scenario run in this process, for the table
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'fault':<32} {'sent':>6} {'acked':>6} {'delivered':>9} {'lost':>5} {'dup':>4} {'recover':>8}  result"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        recover = f"{r.recover_s:.2f} s" if r.recover_s is not None else "-"
+        lines.append(
+            f"{r.fault:<32} {r.sent:>6} {r.acked:>6} {r.delivered:>9} {r.lost:>5} {r.duplicated:>4} {recover:>8}  "
+            + ("ok" if r.passed() else "FAIL")
+        )
+        for note in r.notes:
+            lines.append(f"    {note}")
+        for problem in r.problems:
+            lines.append(f"    problem: {problem}")
+    return "\n".join(lines)
+
+
+def make_members(*, rate: float = RATE, members: int = MEMBERS, rooms: int = ROOMS) -> list[Member]:
+    """Users with tokens, public rooms f0…, member i in room f(i % rooms). Uses the ORM."""
+    from tests.factories import make_room, make_token, make_user
+
+    users = [make_user(f"m{i:02d}") for i in range(members)]
+    slugs = [make_room(owner=users[r], slug=f"f{r}").slug for r in range(rooms)]
+    return [Member(u.username, make_token(u), slugs[i % rooms], rate=rate) for i, u in enumerate(users)]
+
+
+def _room_seqs() -> dict[str, int]:
+    from chat.models import Room
+
+    return dict(Room.objects.filter(slug__startswith="f").values_list("slug", "seq"))
+
+
+def orm(fn):
+    """``fn`` as a coroutine run in a worker thread that closes its database connection after
+    (the test database is dropped at the end of the session)."""
+
+    def call(*args, **kwargs):
+        from django.db import connections
+
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+room_seqs = orm(_room_seqs)
+
+
+async def caught_up(load: Load, timeout: float) -> float:
+    """Seconds until every member has every event committed so far, in its room."""
+    targets = await room_seqs()
+    return await load.wait_for(
+        lambda: all(m.in_room and m.last >= targets[m.room] for m in load.members), timeout, "recovery"
+    )
+
+
+async def run(name: str, fault, members: list[Member], log_dir: Path, **cluster_args) -> Row:
+    """Run one scenario: ``fault(cluster, load, row)`` injects the fault and sets recover_s."""
+    row = Row(name)
+    started = time.monotonic()
+    with cluster(log_dir, **cluster_args) as c:
+        load = Load(c.nginx.ws, c.nginx.http, members)
+        try:
+            await load.start()
+            load.start_sending()
+            await asyncio.sleep(WARMUP)
+            await fault(c, load, row)
+            await asyncio.sleep(AFTER)
+        finally:
+            try:
+                await load.finish(room_seqs=room_seqs)
+            except TimeoutError as exc:
+                row.problems.append(str(exc))
+    outcome: Outcome = await orm(verify)(members)
+    row.sent, row.acked, row.delivered = outcome.sent, outcome.acked, outcome.delivered
+    row.lost, row.duplicated, row.extra, row.out_of_order = outcome.lost, outcome.duplicated, outcome.extra, outcome.out_of_order
+    row.problems += outcome.problems
+    row.notes.append(f"stored {outcome.stored}, expected deliveries {outcome.expected}, scenario {time.monotonic() - started:.0f} s")
+    RESULTS.append(row)
+    return row
+
+
+# --- the faults -----------------------------------------------------------------------
+
+
+async def redis_restart(c: Cluster, load: Load, row: Row) -> None:
+    """Redis stopped for 5 s and started again, empty."""
+    c.redis.stop()
+    await asyncio.sleep(5)
+    c.redis.start()
+    row.recover_s = await caught_up(load, 15)
+    # The layer carries broadcasts again once the hubs re-join their groups (<= 3 s).
+    await asyncio.sleep(4)
+    broadcasts = sum(v for w in c.workers for k, v in w.metrics().items() if k.startswith("chat_broadcast_seconds_count"))
+    row.notes.append(f"reconnects {sum(m.connects for m in load.members) - len(load.members)}, broadcasts received over Redis {broadcasts:.0f}")
+    if row.recover_s > 10:
+        row.problems.append(f"caught up {row.recover_s:.1f} s after Redis returned (PROTOCOL.md: within 10 s)")
+
+
+async def database_outage(c: Cluster, load: Load, row: Row) -> None:
+    """The database unreachable for 10 s (connections reset, new ones refused)."""
+    if c.db_proxy is None:
+        raise RuntimeError("the database fault needs PostgreSQL")
+    cut_at = time.monotonic()
+    c.db_proxy.cut()
+    await asyncio.sleep(10)
+    c.db_proxy.restore()
+    restored_at = time.monotonic()
+    row.recover_s = await caught_up(load, 20)
+    during = [(lat, answer) for m in load.members for sent, lat, answer in m.replies if cut_at <= sent < restored_at]
+    unavailable = sum(1 for _, answer in during if answer == "unavailable")
+    slowest = max((lat for lat, _ in during), default=0.0)
+    row.notes.append(f"sends answered during the outage {len(during)} ({unavailable} unavailable), slowest answer {slowest:.2f} s")
+    if unavailable == 0:
+        row.problems.append("no send was answered `unavailable` during the outage")
+    if slowest > 5:
+        row.problems.append(f"a send during the outage took {slowest:.1f} s to answer (limit 5 s)")
+
+
+async def kill_worker(c: Cluster, load: Load, row: Row) -> None:
+    """kill -9 of one of the two workers."""
+    victim = c.workers[0]
+    open_sockets = victim.metrics().get("chat_sockets_open", 0)
+    victim.kill()
+    row.recover_s = await caught_up(load, 20)
+    row.notes.append(f"sockets on the killed worker {open_sockets:.0f}, reconnects {sum(m.connects for m in load.members) - len(load.members)}")
+
+
+async def sigterm_worker(c: Cluster, load: Load, row: Row) -> None:
+    """SIGTERM of one worker: its sockets close with 1001, clients resume on the other."""
+    victim = c.workers[0]
+    open_sockets = int(victim.metrics().get("chat_sockets_open", 0))
+    closes_before = sum(len(m.closes) for m in load.members)
+    started = time.monotonic()
+    victim.terminate()
+    row.recover_s = await caught_up(load, 20)
+    await asyncio.to_thread(victim.process.wait, 30)
+    exited = time.monotonic() - started
+    closes = [code for m in load.members for code in m.closes][closes_before:]
+    going_away = closes.count(1001)
+    row.notes.append(
+        f"sockets on the stopped worker {open_sockets}, closed with 1001: {going_away}, other closes {len(closes) - going_away}, "
+        f"worker exited after {exited:.2f} s (exit code {victim.process.returncode})"
+    )
+    if going_away != open_sockets or len(closes) != going_away:
+        row.problems.append(f"expected {open_sockets} closes with 1001, got {closes}")
+
+
+async def slow_client(c: Cluster, load: Load, row: Row) -> None:
+    """A member stops reading while its room runs at full speed. The worker drops it (ping
+    timeout: the pong is stuck behind the unread frames; or 1011 when Daphne's own buffer
+    for it stays large), its memory stays bounded, the others keep up, and the member
+    resumes with ``since`` (or a REST reload after ``resync``) once it reads again."""
+    slow = next(m for m in load.members if m.small_rcvbuf)
+    busy = [m for m in load.members if m.room == slow.room and m is not slow]
+    steady = len(load.members)
+    rss_before = [rss_bytes(w.process.pid) for w in c.workers]
+    slow.reading.clear()
+    stalled_at = time.monotonic()
+    rss_peak, lag_peak = list(rss_before), 0
+
+    def open_sockets() -> float:
+        return sum(w.metrics().get("chat_sockets_open", 0) for w in c.workers)
+
+    while open_sockets() >= steady:
+        if time.monotonic() - stalled_at > 90:
+            row.problems.append("the slow socket was not dropped within 90 s")
+            break
+        await asyncio.sleep(0.5)
+        rss_peak = [max(p, rss_bytes(w.process.pid)) for p, w in zip(rss_peak, c.workers)]
+        seq = (await room_seqs())[slow.room]
+        lag_peak = max(lag_peak, *(seq - m.last for m in busy))
+    dropped_after = time.monotonic() - stalled_at
+    by_backlog = sum(v for w in c.workers for k, v in w.metrics().items() if k == 'chat_sockets_closed_total{code="1011"}')
+    unread = (await room_seqs())[slow.room] - slow.last
+    slow.reading.set()
+    resumed_at = time.monotonic()
+    row.recover_s = await caught_up(load, 30)
+    growth = max(p - b for p, b in zip(rss_peak, rss_before))
+    row.notes.append(
+        f"slow socket dropped after {dropped_after:.1f} s ({'1011, send backlog' if by_backlog else 'ping timeout'}), "
+        f"{unread} events behind; worker memory grew at most {growth / 2**20:.0f} MiB; "
+        f"others' largest lag {lag_peak} events; slow member resynced {slow.resyncs}x, "
+        f"caught up {time.monotonic() - resumed_at:.1f} s after reading again"
+    )
+    if growth > 100 * 2**20:
+        row.problems.append(f"worker memory grew by {growth / 2**20:.0f} MiB")
+    if lag_peak > 100:
+        row.problems.append(f"the other members fell {lag_peak} events behind")
+
+
+async def connect_churn(c: Cluster, load: Load, row: Row, *, connects: int = 1000, concurrency: int = 50) -> None:
+    """1,000 connects and abrupt disconnects: no presence ghosts, no group members left,
+    memory back near where it started."""
+    from websockets.asyncio.client import connect
+
+    tokens = await orm(_churn_tokens)(concurrency)
+    rss_before = [rss_bytes(w.process.pid) for w in c.workers]
+    rooms = sorted({m.room for m in load.members})
+    done = 0
+
+    async def one(i: int) -> None:
+        nonlocal done
+        username, token = tokens[i % len(tokens)]
+        async with connect(
+            f"{c.nginx.ws}/ws/chat/", additional_headers={"Authorization": f"Token {token}"},
+            open_timeout=10, ping_interval=None, proxy=None, compression=None,
+        ) as ws:
+            await ws.send(json.dumps({"type": "join", "room": rooms[i % len(rooms)]}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "joined":
+                pass
+            ws.transport.abort()  # no close frame: the TCP connection just goes
+        done += 1
+
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def limited(i: int) -> None:
+        async with semaphore:
+            try:
+                await one(i)
+            except Exception as exc:
+                row.notes.append(f"churn connect {i} failed: {exc!r}") if len(row.notes) < 5 else None
+
+    started = time.monotonic()
+    await asyncio.gather(*(limited(i) for i in range(connects)))
+    churned_at = time.monotonic()
+    churn_names = {name for name, _ in tokens}
+    steady = len(load.members)
+
+    def clean() -> bool:
+        open_sockets = sum(w.metrics().get("chat_sockets_open", 0) for w in c.workers)
+        return open_sockets == steady and not _ghosts(c, load, churn_names)
+
+    deadline = churned_at + 30
+    while not clean():
+        if time.monotonic() > deadline:
+            row.problems.append(f"not clean 30 s after the churn: ghosts {_ghosts(c, load, churn_names)}")
+            break
+        await asyncio.sleep(0.2)
+    row.recover_s = time.monotonic() - churned_at
+    await asyncio.sleep(2)
+    rss_after = [rss_bytes(w.process.pid) for w in c.workers]
+    growth = max(a - b for a, b in zip(rss_after, rss_before))
+    groups = _group_sizes(c)
+    row.notes.append(
+        f"{done}/{connects} connects in {churned_at - started:.1f} s; worker memory "
+        + ", ".join(f"{b / 2**20:.0f} -> {a / 2**20:.0f} MiB" for a, b in zip(rss_after, rss_before))
+        + f"; channel-layer groups: {groups}"
+    )
+    if done < connects * 0.99:
+        row.problems.append(f"only {done} of {connects} churn connects succeeded")
+    if growth > 60 * 2**20:
+        row.problems.append(f"worker memory grew by {growth / 2**20:.0f} MiB")
+    if any(size > len(c.workers) for size in groups.values()):
+        row.problems.append(f"a group has more members than there are workers: {groups}")
+
+
+def _churn_tokens(count: int) -> list[tuple[str, str]]:
+    from tests.factories import make_token, make_user
+
+    return [(u.username, make_token(u)) for u in (make_user(f"churn{i:02d}") for i in range(count))]
+
+
+def _ghosts(c: Cluster, load: Load, names: set[str]) -> dict[str, list[str]]:
+    """Churn users still listed online in a room, or with a user group in the layer."""
+    ghosts = {}
+    member = load.members[0]
+    for room in sorted({m.room for m in load.members}):
+        request = urllib.request.Request(
+            f"{c.nginx.http}/api/v1/rooms/{room}/", headers={"Authorization": f"Token {member.token}"}
+        )
+        online = set(json.load(urllib.request.urlopen(request, timeout=5)).get("online", []))
+        if online & names:
+            ghosts[room] = sorted(online & names)
+    return ghosts
+
+
+def _group_sizes(c: Cluster) -> dict[str, int]:
+    """Members of every channel-layer group in the cluster's Redis."""
+    redis = c.redis.client()
+    return {key.decode().split(":group:", 1)[1]: redis.zcard(key) for key in redis.scan_iter("asgi:group:*")}
+
+
+FAULTS = {
+    "redis": ("Redis stopped 5 s, restarted empty", redis_restart),
+    "database": ("PostgreSQL unreachable 10 s", database_outage),
+    "kill": ("kill -9 of one Daphne worker", kill_worker),
+    "sigterm": ("SIGTERM of one Daphne worker", sigterm_worker),
+    "slow": ("a client stops reading", slow_client),
+    "churn": ("1,000 connects, abrupt disconnects", connect_churn),
+}
+
+
+def as_json(rows: list[Row]) -> str:
+    return json.dumps([asdict(r) for r in rows], indent=2)

@@ -1,0 +1,76 @@
+"""Issue 7's faults on 2 Daphne workers behind nginx, with their own Redis and a cuttable
+path to PostgreSQL: after each fault, every acked message reached every member of its room
+exactly once, in seq order, and nothing else did."""
+
+import pytest
+
+from tests.faults.faults import FAULTS, run, table
+from tests.faults.load import Member
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes, pytest.mark.faults]
+
+
+def fault(name):
+    return pytest.mark.fault(name)
+
+
+@pytest.fixture
+def members(db):
+    from tests.faults.faults import make_members
+
+    return make_members()
+
+
+async def _run(name, members, tmp_path, **cluster_args):
+    title, scenario = FAULTS[name]
+    row = await run(title, scenario, members, tmp_path, **cluster_args)
+    assert row.passed(), "\n" + table([row])
+    return row
+
+
+@fault("redis")
+@pytest.mark.timeout(120)
+async def test_a_redis_restart_loses_nothing(members, tmp_path):
+    await _run("redis", members, tmp_path)
+
+
+@fault("database")
+@pytest.mark.timeout(150)
+async def test_a_database_outage_answers_unavailable_and_loses_nothing(members, tmp_path):
+    await _run("database", members, tmp_path)
+
+
+@fault("kill")
+@pytest.mark.timeout(120)
+async def test_clients_of_a_killed_worker_resume_on_the_other(members, tmp_path):
+    await _run("kill", members, tmp_path)
+
+
+@fault("sigterm")
+@pytest.mark.timeout(120)
+async def test_sigterm_closes_sockets_with_1001_and_clients_resume(members, tmp_path):
+    await _run("sigterm", members, tmp_path)
+
+
+@pytest.fixture
+def members_with_a_slow_one(members, db):
+    from tests.factories import make_token, make_user
+
+    room = members[0].room
+    for m in members:
+        if m.room == room:
+            m.rate, m.body_size = 25.0, 2000
+    slow = make_user("slow")
+    return [*members, Member(slow.username, make_token(slow), room, rate=0, small_rcvbuf=True)]
+
+
+@fault("slow")
+@pytest.mark.timeout(240)
+async def test_a_client_that_stops_reading_is_closed_and_resumes(members_with_a_slow_one, tmp_path):
+    await _run("slow", members_with_a_slow_one, tmp_path)
+
+
+@fault("churn")
+@pytest.mark.timeout(240)
+async def test_connect_churn_leaves_no_ghosts(members, tmp_path):
+    await _run("churn", members, tmp_path)
