@@ -106,4 +106,11 @@ def add_components(result, generator, request, public):
     schemas["Message"] = MESSAGE_SCHEMA
     schemas["Error"] = ERROR_SCHEMA
     schemas["HistoryPage"] = HISTORY_PAGE_SCHEMA
+    # Every operation that takes a body answers a body it cannot parse with 415.
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault(
+                    "415", {"description": "Unsupported media type.", "content": {"application/json": {"schema": ERROR}}}
+                )
     return result
