@@ -16,7 +16,6 @@ from http.cookies import SimpleCookie
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser
@@ -24,6 +23,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
 from . import protocol, rules
+from .db import db_call
 
 
 def origin_allowed(origin: str | None) -> bool:
@@ -85,16 +85,16 @@ class ChatAuthMiddleware:
         scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
         if authorization.startswith("Token "):
             key = authorization[len("Token ") :].strip()
-            scope["user"] = await database_sync_to_async(_token_user)(key)
+            scope["user"] = await db_call(_token_user)(key)
             scope["auth_token"] = key
         elif session_key is not None:
             if not origin_allowed(headers.get(b"origin")):
                 return await _deny(receive, send)
-            scope["user"] = await database_sync_to_async(_session_user)(session_key)
+            scope["user"] = await db_call(_session_user)(session_key)
             scope["session_key"] = session_key
         if scope["session_key"] or scope["auth_token"]:
             # A site-banned user's handshake is accepted, then closed with 4403 (PROTOCOL.md 5).
-            scope["site_banned"] = await database_sync_to_async(rules.handshake_banned)(
+            scope["site_banned"] = await db_call(rules.handshake_banned)(
                 user=scope["user"], session_key=scope["session_key"], token=scope["auth_token"]
             )
         return await self.app(scope, receive, send)

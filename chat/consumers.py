@@ -9,12 +9,12 @@ from collections import deque
 from typing import Any
 
 from channels.consumer import AsyncConsumer
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from . import metrics, protocol, realtime, rules, selectors, serving, services
+from . import batching, metrics, protocol, realtime, rules, selectors, serving, services
+from .db import db_call
 from .models import Room
 from .protocol import ChatError
 
@@ -194,10 +194,10 @@ class ChatConsumer(AsyncConsumer):
     async def frame_join(self, frame):
         slug = services.validate_slug(frame["room"])
         self._leave(slug)
-        room = await database_sync_to_async(_join_room)(user=self.user, slug=slug)
+        room = await db_call(_join_room)(user=self.user, slug=slug)
         sub = await self.hub.subscribe(self, room.pk, room.slug)
         try:
-            resume = await database_sync_to_async(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
+            resume = await db_call(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
         except BaseException:
             self.hub.unsubscribe(sub)
             raise
@@ -225,8 +225,8 @@ class ChatConsumer(AsyncConsumer):
     async def frame_send(self, frame):
         room = self._joined(frame["room"])
         with metrics.timed(metrics.STORE_SECONDS):
-            message, _created = await database_sync_to_async(services.message_post)(
-                room=room, author=self.user, body=frame["body"], client_id=frame["client_id"]
+            message, _created = await batching.post(
+                services.Post(room=room, author=self.user, body=frame["body"], client_id=frame["client_id"])
             )
         return {
             "type": protocol.ACK,
@@ -237,10 +237,10 @@ class ChatConsumer(AsyncConsumer):
         }
 
     async def frame_edit(self, frame):
-        await database_sync_to_async(services.message_edit)(message_id=frame["id"], user=self.user, body=frame["body"])
+        await db_call(services.message_edit)(message_id=frame["id"], user=self.user, body=frame["body"])
 
     async def frame_delete(self, frame):
-        await database_sync_to_async(services.message_delete)(message_id=frame["id"], user=self.user)
+        await db_call(services.message_delete)(message_id=frame["id"], user=self.user)
 
     async def frame_typing(self, frame):
         room = self._joined(frame["room"])
@@ -250,7 +250,7 @@ class ChatConsumer(AsyncConsumer):
 
     async def frame_read(self, frame):
         room = self._joined(frame["room"])
-        await database_sync_to_async(services.read_mark)(
+        await db_call(services.read_mark)(
             room=room, user=self.user, seq=frame["seq"], origin=self.socket_id
         )
 

@@ -47,6 +47,15 @@ GAP_FILLS = Counter(
 GAP_FILLED_EVENTS = Counter("chat_gap_filled_events_total", "Room events read from the database by gap fills.")
 ERRORS = Counter("chat_errors_total", "`error` frames sent to sockets, by code.", ["code"])
 LAYER_ERRORS = Counter("chat_channel_layer_errors_total", "Channel-layer operations that failed.")
+LAYER_SENT = Counter(
+    "chat_layer_messages_sent_total", "group_send calls this process made, by message type.", ["type"]
+)
+LAYER_RECEIVED = Counter(
+    "chat_layer_messages_received_total",
+    "Channel-layer messages this process's hub received, by type: one per room event and process, "
+    "however many of the room's sockets the process has.",
+    ["type"],
+)
 BROADCAST_SECONDS = Histogram(
     "chat_broadcast_seconds",
     "From a room event's commit to its arrival from the channel layer in this process.",

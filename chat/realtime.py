@@ -14,7 +14,7 @@ to the local sockets as one pre-encoded frame, in seq order and without gaps:
 - each socket's Subscription starts buffering before the socket reads the room's seq from
   the database, so nothing committed after that read can slip past it.
 
-Writers call room_event_publish() / user_event_publish() from any thread (typically a
+Writers call room_events_publish() / user_event_publish() from any thread (typically a
 transaction.on_commit callback); they never block on the layer.
 """
 
@@ -26,10 +26,10 @@ import time
 from typing import Any, Protocol
 
 from asgiref.sync import async_to_sync
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from . import metrics
+from .db import db_call
 from .presence import HEARTBEAT, presence_store
 from .protocol import PRESENCE, RoomEventFrame, encode
 
@@ -117,7 +117,7 @@ class Subscription:
                     if frame.seq <= self.last:
                         continue
                     if frame.seq > self.last + 1:
-                        missing = await database_sync_to_async(event_frames)(
+                        missing = await db_call(event_frames)(
                             room_id=self.room_id, after=self.last, upto=frame.seq - 1
                         )
                         if [m.seq for m in missing] != list(range(self.last + 1, frame.seq)):
@@ -196,7 +196,7 @@ class RoomFeed:
             target = max([*self.pending, upto or 0])
             if self.seq is None or target <= self.seq or self.hub.feeds.get(self.room_id) is not self:
                 return
-            frames = await database_sync_to_async(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
+            frames = await db_call(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
             metrics.GAP_FILLS.labels("order" if upto is None else "poll").inc()
             metrics.GAP_FILLED_EVENTS.inc(len(frames))
             self.hub.inbox.put_nowait(("fill", self.room_id, frames))
@@ -215,6 +215,7 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop):
         self.loop = loop
         self.layer = get_channel_layer()
+        self.local_only = isinstance(self.layer, InMemoryChannelLayer)
         self.channel: str | None = None
         self.feeds: dict[int, RoomFeed] = {}
         self.users: dict[int, set[Socket]] = {}
@@ -247,9 +248,15 @@ class Hub:
     # -- writers (any thread) --
 
     def publish(self, group: str, message: dict[str, Any], local: tuple | None) -> None:
-        """Queue ``message`` for the layer and, for room events, deliver it here at once."""
+        """Queue ``message`` for the layer and, for room events, deliver it here at once.
+
+        The in-memory layer reaches no other process, so what is delivered here at once
+        is not sent through it as well (it would come back to this hub as a duplicate).
+        """
         if local is not None:
             self.inbox.put_nowait(local)
+            if self.local_only:
+                return
         self.outbox.put_nowait(("send", group, message, None))
 
     # -- sockets (event loop) --
@@ -268,7 +275,7 @@ class Hub:
             try:
                 await self._group("add", room_group(room_id))
                 feed.online = await self._store_online(room_id)
-                feed.start(await database_sync_to_async(room_seq)(room_id=room_id))
+                feed.start(await db_call(room_seq)(room_id=room_id))
             except BaseException as exc:
                 feed.error = exc
                 feed.ready.set()
@@ -353,6 +360,7 @@ class Hub:
             try:
                 if op == "send":
                     await self.layer.group_send(group, message)
+                    metrics.LAYER_SENT.labels(message["type"]).inc()
                 elif op == "add":
                     await asyncio.wait_for(self.layer.group_add(group, self.channel), LAYER_TIMEOUT)
                 else:
@@ -456,11 +464,12 @@ class Hub:
                 self._layer_failed("receive", exc)
                 await asyncio.sleep(0.5)
                 continue
+            metrics.LAYER_RECEIVED.labels(message.get("type", "")).inc()
             if message.get("type") == ROOM_EVENT:
                 if "t" in message:
                     metrics.BROADCAST_SECONDS.observe(max(time.time() - message["t"], 0))
-                frame = RoomEventFrame(seq=message["seq"], text=message["text"])
-                self.inbox.put_nowait(("room", message["room"], [frame]))
+                frames = [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
+                self.inbox.put_nowait(("room", message["room"], frames))
             elif message.get("type") == ROOM_EPHEMERAL:
                 self.inbox.put_nowait(("ephemeral", message["room"], message))
             elif message.get("type") == ROOM_PRESENCE:
@@ -500,7 +509,7 @@ class Hub:
             if not feeds:
                 continue
             try:
-                seqs = await database_sync_to_async(room_seqs)(room_ids=[f.room_id for f in feeds])
+                seqs = await db_call(room_seqs)(room_ids=[f.room_id for f in feeds])
             except Exception as exc:
                 log.warning("feed poll failed: %r", exc)
                 continue
@@ -546,14 +555,19 @@ def _publish(group: str, message: dict[str, Any], local: tuple | None = None) ->
         log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
 
 
-def room_event_publish(*, room_id: int, frame: RoomEventFrame) -> None:
-    """Announce a committed room event to every process. Safe from any thread."""
-    message = {"type": ROOM_EVENT, "room": room_id, "seq": frame.seq, "text": frame.text, "t": time.time()}
-    kind = metrics.event_type(frame.text)
-    metrics.ROOM_EVENTS.labels(kind).inc()
-    if kind == "message":
-        metrics.MESSAGES_STORED.inc()
-    _publish(room_group(room_id), message, local=("room", room_id, [frame]))
+def room_events_publish(*, room_id: int, frames: list[RoomEventFrame]) -> None:
+    """Announce committed room events (in seq order) to every process. Safe from any thread.
+
+    One layer message carries them all: a group commit of many posts to one room costs
+    each process one message.
+    """
+    message = {"type": ROOM_EVENT, "room": room_id, "events": [[f.seq, f.text] for f in frames], "t": time.time()}
+    for frame in frames:
+        kind = metrics.event_type(frame.text)
+        metrics.ROOM_EVENTS.labels(kind).inc()
+        if kind == "message":
+            metrics.MESSAGES_STORED.inc()
+    _publish(room_group(room_id), message, local=("room", room_id, frames))
 
 
 def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None = None) -> None:

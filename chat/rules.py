@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields
+from typing import Any
 
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
@@ -66,6 +67,48 @@ def room_access(*, user, room: Room | None = None, slug: str | None = None, room
         muted=found._muted,
         site_moderator=is_site_moderator(user),
     )
+
+
+def room_access_many(pairs: set[tuple[int, Any]]) -> dict[tuple[int, int], RoomAccess]:
+    """room_access for many (room id, user) pairs at once: {(room id, user id): access}.
+
+    Four queries whatever the number of pairs (rooms, roles, bans, mutes); a missing room
+    has no entry. One pair takes room_access's single query.
+    """
+    if len(pairs) == 1:
+        ((room_id, user),) = pairs
+        access = room_access(user=user, room_id=room_id)
+        return {} if access is None else {(room_id, user.pk): access}
+    if not pairs:
+        return {}
+    now = timezone.now()
+    room_ids = {room_id for room_id, _ in pairs}
+    users = {user.pk: user for _, user in pairs}
+    rooms = Room.objects.in_bulk(room_ids)
+
+    def in_force(model) -> set[tuple[int, int]]:
+        rows = model.objects.filter(active_until_q(now), room_id__in=room_ids, user_id__in=users)
+        return set(rows.values_list("room_id", "user_id"))
+
+    roles = {
+        (room_id, user_id): role
+        for room_id, user_id, role in Membership.objects.filter(room_id__in=room_ids, user_id__in=users).values_list(
+            "room_id", "user_id", "role"
+        )
+    }
+    banned, muted = in_force(RoomBan), in_force(Mute)
+    moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
+    return {
+        (room_id, user.pk): RoomAccess(
+            room=rooms[room_id],
+            role=roles.get((room_id, user.pk)),
+            banned=(room_id, user.pk) in banned,
+            muted=(room_id, user.pk) in muted,
+            site_moderator=moderators[user.pk],
+        )
+        for room_id, user in pairs
+        if room_id in rooms
+    }
 
 
 def check_visible(access: RoomAccess | None) -> RoomAccess:

@@ -182,17 +182,17 @@ async def test_without_since_nothing_is_replayed(ann_cookie, other):
 
 async def test_a_lost_broadcast_is_filled_from_the_database(ann_cookie, other, monkeypatch):
     ann, _ = await joined_socket(ann_cookie)
-    published = realtime.room_event_publish
-    monkeypatch.setattr(realtime, "room_event_publish", lambda **kw: None)
+    published = realtime.room_events_publish
+    monkeypatch.setattr(realtime, "room_events_publish", lambda **kw: None)
     await post("general", other, "lost in the layer", "c1")  # its broadcast never happens
-    monkeypatch.setattr(realtime, "room_event_publish", published)
+    monkeypatch.setattr(realtime, "room_events_publish", published)
     # Nothing follows it: the database poll notices within about a second.
     frame = await ann.recv(timeout=1.5)
     assert frame["seq"] == 1 and frame["message"]["body"] == "lost in the layer"
     # A lost event followed by a live one: the gap is filled before the live event.
-    monkeypatch.setattr(realtime, "room_event_publish", lambda **kw: None)
+    monkeypatch.setattr(realtime, "room_events_publish", lambda **kw: None)
     await post("general", other, "lost again", "c2")
-    monkeypatch.setattr(realtime, "room_event_publish", published)
+    monkeypatch.setattr(realtime, "room_events_publish", published)
     await post("general", other, "arrives", "c3")
     frames = [await ann.recv(timeout=1.5) for _ in range(2)]
     assert [(f["seq"], f["message"]["body"]) for f in frames] == [(2, "lost again"), (3, "arrives")]
@@ -330,17 +330,17 @@ async def test_database_errors_answer_unavailable_and_other_errors_server_error(
 
     ann, _ = await joined_socket(ann_cookie)
 
-    def down(**kwargs):
+    def down(posts):
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(services, "message_post", down)
+    monkeypatch.setattr(services, "message_post_many", down)
     await ann.send(type="send", room="general", body="hi", client_id="x")
     assert (await ann.recv())["code"] == "unavailable"
 
-    def broken(**kwargs):
+    def broken(posts):
         raise KeyError("bug")
 
-    monkeypatch.setattr(services, "message_post", broken)
+    monkeypatch.setattr(services, "message_post_many", broken)
     await ann.send(type="send", room="general", body="hi", client_id="x")
     assert (await ann.recv())["code"] == "server_error"
     await assert_alive(ann)

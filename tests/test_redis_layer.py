@@ -34,7 +34,7 @@ async def test_an_idle_socket_survives_10_s_and_still_receives_over_redis(redis_
     # Sent straight to the group, so only the layer's receive path can deliver it.
     text = protocol.encode({"type": "message", "room": "general", "seq": 1, "message": {"body": "via redis"}})
     await redis_layer.group_send(
-        realtime.room_group(general.pk), {"type": realtime.ROOM_EVENT, "room": general.pk, "seq": 1, "text": text}
+        realtime.room_group(general.pk), {"type": realtime.ROOM_EVENT, "room": general.pk, "events": [[1, text]]}
     )
     assert (await sock.recv(timeout=3))["message"]["body"] == "via redis"
     await sock.send(type="ping")

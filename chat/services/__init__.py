@@ -8,8 +8,10 @@ django.db.OperationalError / InterfaceError, which the doors turn into `unavaila
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -71,22 +73,30 @@ def post_rate() -> Rate | None:
     return Rate(int(match[1]), float(match[2]))
 
 
-def check_post_rate(*, user) -> None:
+def check_post_rate(*, user, queued: int = 0, cache: dict | None = None) -> None:
     """Raise rate_limited if ``user`` stored CHAT_POST_RATE messages within the sliding window.
 
     The messages themselves are the log, so every door and every process share one budget.
+    ``queued`` counts the user's posts accepted earlier in the same batch (not stored yet);
+    ``cache`` keeps the window's query per user across one batch.
     """
     rate = post_rate()
     if rate is None:
         return
     now = timezone.now()
-    recent = list(
-        Message.objects.filter(author=user, created_at__gt=now - timedelta(seconds=rate.seconds))
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)[: rate.count]
-    )
-    if len(recent) >= rate.count:
-        retry_after = (recent[-1] + timedelta(seconds=rate.seconds) - now).total_seconds()
+    if cache is not None and user.pk in cache:
+        recent = cache[user.pk]
+    else:
+        recent = list(
+            Message.objects.filter(author=user, created_at__gt=now - timedelta(seconds=rate.seconds))
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[: rate.count]
+        )
+        if cache is not None:
+            cache[user.pk] = recent
+    window = [now] * queued + recent
+    if len(window) >= rate.count:
+        retry_after = (window[rate.count - 1] + timedelta(seconds=rate.seconds) - now).total_seconds()
         raise ChatError(protocol.RATE_LIMITED, "You are posting too fast.", retry_after=max(retry_after, 0.01))
 
 
@@ -99,23 +109,72 @@ def _next_seq(room_id: int) -> int:
     The UPDATE locks the room row until commit, so seqs commit in order and without gaps
     (a database sequence could commit out of order).
     """
+    return _take_seqs(room_id, 1)
+
+
+def _take_seqs(room_id: int, count: int) -> int:
+    """Take the room's next ``count`` seqs at once; return the last (see _next_seq)."""
     table = connection.ops.quote_name(Room._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET seq = seq + 1 WHERE id = %s RETURNING seq", [room_id])
+        cursor.execute(f"UPDATE {table} SET seq = seq + %s WHERE id = %s RETURNING seq", [count, room_id])
         return cursor.fetchone()[0]
+
+
+def _take_seqs_many(counts: dict[int, int]) -> dict[int, int]:
+    """Take ``counts[room id]`` seqs in each room at once; return {room id: last seq}.
+
+    Two statements whatever the number of rooms: lock the rooms in id order (the one order
+    every writer takes them in, so two batches cannot deadlock), then one UPDATE.
+    """
+    if len(counts) == 1:
+        ((room_id, count),) = counts.items()
+        return {room_id: _take_seqs(room_id, count)}
+    ids = sorted(counts)
+    list(Room.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    table = connection.ops.quote_name(Room._meta.db_table)
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+    marks = ", ".join(["%s"] * len(ids))
+    params = [value for room_id in ids for value in (room_id, counts[room_id])] + ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET seq = seq + CASE id {cases} END WHERE id IN ({marks}) RETURNING id, seq", params
+        )
+        return dict(cursor.fetchall())
+
+
+def _prune_events(room_id: int, first: int, last: int) -> None:
+    """Every _PRUNE_EVERY seqs, drop the room's events older than the newest EVENTS_KEPT (+ slack)."""
+    mark = last - last % _PRUNE_EVERY
+    if mark >= first:
+        RoomEvent.objects.filter(room_id=room_id, seq__lte=mark - EVENTS_KEPT - _PRUNE_EVERY).delete()
+
+
+def _announce(room_id: int, frames: list[protocol.RoomEventFrame]) -> None:
+    """Publish ``frames`` (in seq order) once the transaction commits."""
+    transaction.on_commit(lambda: realtime.room_events_publish(room_id=room_id, frames=frames))
 
 
 def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
     """Store the event and announce it once the transaction commits."""
     RoomEvent.objects.create(room_id=message.room_id, seq=seq, kind=kind, message=message, by=by)
-    if seq % _PRUNE_EVERY == 0:
-        RoomEvent.objects.filter(room_id=message.room_id, seq__lte=seq - EVENTS_KEPT - _PRUNE_EVERY).delete()
-    frame = protocol.event_frame(kind=kind, seq=seq, message=message, by=by)
-    room_id = message.room_id
-    transaction.on_commit(lambda: realtime.room_event_publish(room_id=room_id, frame=frame))
+    _prune_events(message.room_id, seq, seq)
+    _announce(message.room_id, [protocol.event_frame(kind=kind, seq=seq, message=message, by=by)])
 
 
 # --- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Post:
+    """One `send`: what message_post_many stores."""
+
+    room: Room
+    author: Any
+    body: str
+    client_id: str
+
+
+PostResult = tuple[Message, bool] | ChatError
 
 
 def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Message, bool]:
@@ -124,26 +183,120 @@ def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Mess
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
-    client_id = validate_client_id(client_id)
-    existing = Message.objects.select_related("room", "author").filter(author=author, client_id=client_id).first()
-    if existing is not None:
-        return existing, False
-    # PROTOCOL.md 3.4's order: permissions, then the body.
-    room = rules.check_post(rules.room_access(user=author, room=room)).room
-    body = validate_body(body)
-    check_post_rate(user=author)
-    try:
-        with transaction.atomic():
-            seq = _next_seq(room.pk)
-            message = Message.objects.create(room=room, author=author, seq=seq, body=body, client_id=client_id)
-            _record_event(message=message, kind=protocol.MESSAGE, seq=seq)
-    except IntegrityError:
-        # Another door stored the same client_id in between.
-        existing = Message.objects.select_related("room", "author").filter(author=author, client_id=client_id).first()
-        if existing is None:
-            raise
-        return existing, False
-    return message, True
+    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id)])[0]
+    if isinstance(result, ChatError):
+        raise result
+    return result
+
+
+def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
+    """Store many posts in one transaction (group commit); return one result per post.
+
+    Each post is judged as message_post would judge it alone, in order (an earlier post of
+    the batch counts against the rate, and a repeated ``client_id`` within the batch gets
+    the first one's message): its result is (message, created) or the ChatError refusing
+    it, and a refusal costs the others nothing. The accepted posts take their rooms' seqs
+    in batch order (one UPDATE per room, rooms locked in id order), are inserted with two
+    bulk INSERTs and are announced, in seq order, after the one commit. A database error
+    raises for the whole batch; nothing of it is stored.
+    """
+    results: list[PostResult | int | None] = [None] * len(posts)
+    for i, post in enumerate(posts):
+        try:
+            validate_client_id(post.client_id)
+        except ChatError as error:
+            results[i] = error
+    existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
+    accesses = rules.room_access_many({(p.room.pk, p.author) for p, r in zip(posts, results) if r is None})
+    first_index: dict[tuple[int, str], int] = {}
+    queued: dict[int, int] = {}
+    rate_cache: dict = {}
+    accepted: list[tuple[int, Room, str]] = []
+    for i, post in enumerate(posts):
+        if results[i] is not None:
+            continue
+        key = (post.author.pk, post.client_id)
+        if key in existing:
+            results[i] = (existing[key], False)
+            continue
+        if key in first_index:
+            results[i] = first_index[key]  # resolved to that post's message below
+            continue
+        try:
+            # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
+            room = rules.check_post(accesses.get((post.room.pk, post.author.pk))).room
+            body = validate_body(post.body)
+            check_post_rate(user=post.author, queued=queued.get(post.author.pk, 0), cache=rate_cache)
+        except ChatError as error:
+            results[i] = error
+            continue
+        first_index[key] = i
+        queued[post.author.pk] = queued.get(post.author.pk, 0) + 1
+        accepted.append((i, room, body))
+    if accepted:
+        try:
+            stored = _store_posts(posts, accepted)
+        except IntegrityError:
+            if len(accepted) == 1:
+                # Another door stored the same client_id in between.
+                i = accepted[0][0]
+                found = _messages_by_client_id({(posts[i].author.pk, posts[i].client_id)})
+                if not found:
+                    raise
+                stored = {i: next(iter(found.values()))}
+                results[i] = (stored[i], False)
+            else:
+                # Which post clashed is not known: judge each alone.
+                for i, _room, _body in accepted:
+                    results[i] = message_post_many([posts[i]])[0]
+                stored = {}
+        for i, message in stored.items():
+            if results[i] is None:
+                results[i] = (message, True)
+    for i, result in enumerate(results):
+        if isinstance(result, int):
+            first = results[result]
+            results[i] = first if isinstance(first, ChatError) else (first[0], False)
+    return results  # type: ignore[return-value]
+
+
+def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+    """The stored messages of these (author id, client_id) pairs, in one query."""
+    if not keys:
+        return {}
+    if len(keys) == 1:
+        ((author_id, client_id),) = keys
+        found = Message.objects.filter(author_id=author_id, client_id=client_id)
+    else:
+        found = Message.objects.filter(
+            author_id__in={a for a, _ in keys}, client_id__in={c for _, c in keys}
+        )
+    messages = found.select_related("room", "author")
+    return {(m.author_id, m.client_id): m for m in messages if (m.author_id, m.client_id) in keys}
+
+
+def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -> dict[int, Message]:
+    """Insert the accepted posts in one transaction; return {post index: message}."""
+    by_room: dict[int, list[tuple[int, Room, str]]] = {}
+    for item in accepted:
+        by_room.setdefault(item[1].pk, []).append(item)
+    stored: dict[int, Message] = {}
+    with transaction.atomic():
+        last_seqs = _take_seqs_many({room_id: len(items) for room_id, items in by_room.items()})
+        for room_id, items in by_room.items():
+            for seq, (i, room, body) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
+                post = posts[i]
+                stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
+        messages = Message.objects.bulk_create(list(stored.values()))
+        RoomEvent.objects.bulk_create(
+            [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
+        )
+        for room_id, items in by_room.items():
+            seqs = [stored[i].seq for i, _room, _body in items]
+            _prune_events(room_id, seqs[0], seqs[-1])
+            _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[i].seq, message=stored[i])
+                                for i, _room, _body in items])
+    return stored
 
 
 def _message_for_update(message_id: int, user, *, admin: bool = False) -> tuple[Message, rules.RoomAccess]:

@@ -1,0 +1,51 @@
+"""Database calls from the event loop: ``await db_call(function)(...)``.
+
+channels' ``database_sync_to_async`` runs each call on the one database thread with
+``close_old_connections()`` before and after, which drops a connection that failed or
+outlived CONN_MAX_AGE. With CONN_HEALTH_CHECKS on (PostgreSQL, chatproject/settings.py),
+Django then pings the persistent connection (``SELECT 1``) before its next query: one more
+round trip on every call, 18% of the database thread's time at saturation
+(docs/performance.md). ``db_call`` does the same cleanup, but pings a connection that has
+not failed at most once per HEALTH_CHECK_EVERY seconds. A connection that raised is still
+checked (or dropped) before the next call, as Django does.
+"""
+
+from __future__ import annotations
+
+import time
+
+from asgiref.sync import SyncToAsync
+from django.db import connections
+
+HEALTH_CHECK_EVERY = 1.0  # seconds
+
+
+def close_old_connections() -> None:
+    """Django's close_old_connections(), with health checks at most once a second."""
+    now = time.monotonic()
+    for conn in connections.all(initialized_only=True):
+        checked = conn.health_check_done
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is None or conn.health_check_done:
+            continue  # dropped, or checked just now after an error
+        if checked and now - getattr(conn, "chat_checked_at", 0.0) < HEALTH_CHECK_EVERY:
+            conn.health_check_done = True  # in use and checked less than a second ago
+        else:
+            conn.chat_checked_at = now  # Django checks it before its next query
+
+
+class DatabaseCall(SyncToAsync):
+    """SyncToAsync on the database thread with the cleanup above around each call."""
+
+    def __init__(self, func):
+        super().__init__(func, thread_sensitive=True)
+
+    def thread_handler(self, loop, *args, **kwargs):
+        close_old_connections()
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            close_old_connections()
+
+
+db_call = DatabaseCall
