@@ -2,13 +2,15 @@
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from django.db import OperationalError, connection
+from django.utils import timezone
 
 from chat import protocol, realtime, services
-from chat.models import Message, Mute, Room, RoomEvent
+from chat.models import Membership, Message, Mute, Room, RoomBan, RoomEvent
 from chat.protocol import ChatError
 from tests.conftest import open_socket, session_cookie
 from tests.factories import make_room, make_user
@@ -64,6 +66,29 @@ def test_each_post_of_a_batch_is_judged_as_if_alone(settings, published):
     assert Room.objects.get(pk=lobby.pk).seq == 4 and Room.objects.get(pk=other.pk).seq == 1
     # One announcement per room, in seq order, after the one commit.
     assert sorted(published) == sorted([(lobby.pk, [1]), (lobby.pk, [2, 3, 4]), (other.pk, [1])])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_mutes_and_bans_apply_in_a_batch_until_they_expire(published):
+    room = make_room()
+    later, earlier = timezone.now() + timedelta(minutes=5), timezone.now() - timedelta(seconds=1)
+    cases = {"muted": (Mute, later), "mute_over": (Mute, earlier), "banned": (RoomBan, later), "ban_over": (RoomBan, earlier)}
+    users = {}
+    for name, (model, until) in cases.items():
+        users[name] = make_user()
+        model.objects.create(room=room, user=users[name], until=until)
+    users["moderator"] = make_user()
+    Membership.objects.create(room=room, user=users["moderator"], role=Membership.Role.MODERATOR)
+    Room.objects.filter(pk=room.pk).update(locked=True)
+    users["member"] = make_user()
+    results = services.message_post_many([services.Post(room, user, "hi", "c") for user in users.values()])
+    assert dict(zip(users, codes(results))) == {
+        "muted": protocol.MUTED, "mute_over": protocol.ROOM_LOCKED, "banned": protocol.FORBIDDEN,
+        "ban_over": protocol.ROOM_LOCKED, "moderator": "created", "member": protocol.ROOM_LOCKED,
+    }
+    Room.objects.filter(pk=room.pk).update(locked=False)
+    results = services.message_post_many([services.Post(room, user, "hi", "d") for user in users.values()])
+    assert codes(results) == [protocol.MUTED, "created", protocol.FORBIDDEN, "created", "created", "created"]
 
 
 @pytest.mark.django_db(transaction=True)

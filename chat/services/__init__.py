@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -73,27 +73,28 @@ def post_rate() -> Rate | None:
     return Rate(int(match[1]), float(match[2]))
 
 
-def check_post_rate(*, user, queued: int = 0, cache: dict | None = None) -> None:
-    """Raise rate_limited if ``user`` stored CHAT_POST_RATE messages within the sliding window.
+def recent_posts(*, author_ids: set[int], rate: Rate, now: datetime) -> dict[int, list[datetime]]:
+    """When each author stored their messages within the rate's window: newest first, at
+    most ``rate.count`` each. One query for every author of a batch.
 
     The messages themselves are the log, so every door and every process share one budget.
-    ``queued`` counts the user's posts accepted earlier in the same batch (not stored yet);
-    ``cache`` keeps the window's query per user across one batch.
     """
-    rate = post_rate()
-    if rate is None:
-        return
-    now = timezone.now()
-    if cache is not None and user.pk in cache:
-        recent = cache[user.pk]
-    else:
-        recent = list(
-            Message.objects.filter(author=user, created_at__gt=now - timedelta(seconds=rate.seconds))
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[: rate.count]
-        )
-        if cache is not None:
-            cache[user.pk] = recent
+    rows = (
+        Message.objects.filter(author_id__in=author_ids, created_at__gt=now - timedelta(seconds=rate.seconds))
+        .order_by("-created_at")
+        .values_list("author_id", "created_at")
+    )
+    recent: dict[int, list[datetime]] = {}
+    for author_id, created_at in rows:
+        times = recent.setdefault(author_id, [])
+        if len(times) < rate.count:
+            times.append(created_at)
+    return recent
+
+
+def check_post_rate(*, rate: Rate, recent: list[datetime], queued: int, now: datetime) -> None:
+    """Raise rate_limited if the author has used the rate's budget: ``recent`` stored
+    messages (recent_posts) plus ``queued`` accepted earlier in the same batch."""
     window = [now] * queued + recent
     if len(window) >= rate.count:
         retry_after = (window[rate.count - 1] + timedelta(seconds=rate.seconds) - now).total_seconds()
@@ -208,9 +209,10 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
             results[i] = error
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
     accesses = rules.room_access_many({(p.room.pk, p.author) for p, r in zip(posts, results) if r is None})
+    rate, now = post_rate(), timezone.now()
+    recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
     first_index: dict[tuple[int, str], int] = {}
     queued: dict[int, int] = {}
-    rate_cache: dict = {}
     accepted: list[tuple[int, Room, str]] = []
     for i, post in enumerate(posts):
         if results[i] is not None:
@@ -226,7 +228,8 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
             # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
             room = rules.check_post(accesses.get((post.room.pk, post.author.pk))).room
             body = validate_body(post.body)
-            check_post_rate(user=post.author, queued=queued.get(post.author.pk, 0), cache=rate_cache)
+            if rate is not None:
+                check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
         except ChatError as error:
             results[i] = error
             continue
@@ -261,18 +264,25 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
 
 
 def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
-    """The stored messages of these (author id, client_id) pairs, in one query."""
+    """The stored messages of these (author id, client_id) pairs.
+
+    One query on the (author, client_id) unique index, written out (it runs for every batch);
+    a second loads the messages found, which only retries have.
+    """
     if not keys:
         return {}
-    if len(keys) == 1:
-        ((author_id, client_id),) = keys
-        found = Message.objects.filter(author_id=author_id, client_id=client_id)
-    else:
-        found = Message.objects.filter(
-            author_id__in={a for a, _ in keys}, client_id__in={c for _, c in keys}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    values = ", ".join(["(%s, %s)"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # A join, not `(author_id, client_id) IN (VALUES …)`: SQLite scans the whole index for that.
+            f"SELECT m.id FROM (VALUES {values}) AS p JOIN {table} m ON m.author_id = p.column1 AND m.client_id = p.column2",
+            [value for key in keys for value in key],
         )
-    messages = found.select_related("room", "author")
-    return {(m.author_id, m.client_id): m for m in messages if (m.author_id, m.client_id) in keys}
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return {}
+    return {(m.author_id, m.client_id): m for m in Message.objects.select_related("room", "author").filter(pk__in=ids)}
 
 
 def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -> dict[int, Message]:
