@@ -114,9 +114,13 @@ class ChatConsumer(AsyncConsumer):
 
     async def send_text(self, text: str) -> None:
         if not self.closed:
-            await self.base_send({"type": "websocket.send", "text": text})
+            try:
+                await self.base_send({"type": "websocket.send", "text": text})
+            except (OSError, RuntimeError):  # uvicorn: the connection is gone or closing
+                self.closed = True
+                return
             if self.slow is not None and self.slow.too_slow():
-                # Daphne buffers what the client does not read; a reconnect resumes with `since`.
+                # The server buffers what the client does not read; a reconnect resumes with `since`.
                 log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
                 await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
@@ -129,7 +133,10 @@ class ChatConsumer(AsyncConsumer):
             metrics.SOCKETS_CLOSED.labels(str(code)).inc()
             # Daphne refuses 1001 and 1011 through ASGI (see serving.close_directly).
             if not serving.close_directly(self.base_send, code):
-                await self.base_send({"type": "websocket.close", "code": code})
+                try:
+                    await self.base_send({"type": "websocket.close", "code": code})
+                except (OSError, RuntimeError):  # uvicorn: the connection is gone already
+                    pass
 
     async def fail(self) -> None:
         """Close with 1011: the client reconnects and resumes with `since`."""

@@ -96,7 +96,7 @@ class Subscription:
         elif frame.seq == self.last + 1:
             self.last = frame.seq
             await self.socket.send_text(frame.text)
-            metrics.DELIVERIES.labels("live").inc()
+            metrics.DELIVERIES_LIVE.inc()
         elif frame.seq > self.last:
             self.buffer = [frame]
             asyncio.get_running_loop().create_task(self.catch_up())
@@ -130,7 +130,7 @@ class Subscription:
                         self.last = frame.seq - 1
                     self.last = frame.seq
                     await self.socket.send_text(frame.text)
-                    metrics.DELIVERIES.labels("live").inc()
+                    metrics.DELIVERIES_LIVE.inc()
             self.buffer = None
         except Exception:
             # The socket cannot be brought up to date here; it reconnects and resumes.
@@ -452,7 +452,7 @@ class Hub:
         text = encode({"type": PRESENCE, "room": feed.slug, "user": user, "online": online})
         for sub in list(feed.subs):
             if sub.socket.username != user:
-                await sub.socket.send_text(text)
+                await _each(sub.socket.send_text(text))
 
     async def _receive(self) -> None:
         while True:
@@ -492,10 +492,10 @@ class Hub:
                     feed = self.feeds.get(key)
                     for sub in list(feed.subs) if feed is not None else ():
                         if sub.socket.user_id != payload["except"]:
-                            await sub.socket.send_text(payload["text"])
+                            await _each(sub.socket.send_text(payload["text"]))
                 else:
                     for socket in list(self.users.get(key, ())):
-                        await socket.user_event(payload)
+                        await _each(socket.user_event(payload))
             except Exception:
                 log.exception("hub dispatch failed for %s %s", kind, key)
 
@@ -528,6 +528,14 @@ class Hub:
             groups = [room_group(r) for r in self.feeds] + [user_group(u) for u in self.users]
             for group in groups:
                 self.outbox.put_nowait(("add", group, None, None))
+
+
+async def _each(sending) -> None:
+    """Await one socket's part of a fan-out; its failure is not the other sockets'."""
+    try:
+        await sending
+    except Exception:
+        log.exception("sending to a socket failed")
 
 
 _hub: Hub | None = None

@@ -20,5 +20,5 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Under Daphne, SIGTERM closes sockets with 1001 and drains before exiting (chat/serving.py).
+# Under Daphne or uvicorn, SIGTERM closes sockets with 1001 and drains before exiting (chat/serving.py).
 install_graceful_shutdown()

@@ -1,4 +1,4 @@
-"""Real Daphne server processes on the test database, for tests that cross processes."""
+"""Real server processes (Daphne, or uvicorn) on the test database, for tests that cross processes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 # As ./run starts Daphne: a socket that stops answering pings is dropped within 25 s.
 DAPHNE_FLAGS = ["--ping-interval", "10", "--ping-timeout", "15"]
+# As deploy/worker starts uvicorn (less the proxy flags: the tests connect directly).
+UVICORN_FLAGS = [
+    "--loop", "uvloop", "--http", "httptools", "--ws", "chat.serving:WebSocketProtocol", "--lifespan", "off",
+    "--ws-ping-interval", "10", "--ws-ping-timeout", "15", "--ws-max-size", "262144",
+    "--ws-per-message-deflate", "false", "--timeout-keep-alive", "75", "--timeout-graceful-shutdown", "5",
+    "--no-access-log",
+]
 
 
 def free_port() -> int:
@@ -50,8 +57,28 @@ class Server:
         return f"ws://127.0.0.1:{self.port}"
 
 
-def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None = None, port: int | None = None) -> Server:
-    """Start Daphne on the test database; ``redis_url`` None keeps the configured layer."""
+def server_command(server: str, port: int, extra_flags: list[str] = ()) -> list[str]:
+    """The command line of ``server`` ("daphne" or "uvicorn") on 127.0.0.1:``port``;
+    ``extra_flags`` come after the defaults, so they override them."""
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, *extra_flags, "chatproject.asgi:application"]
+    if server == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS, *extra_flags, "chatproject.asgi:application"]
+    raise ValueError(f"unknown server {server!r}")
+
+
+def start_server(
+    *,
+    redis_url: str | None,
+    log_dir: Path,
+    extra_env: dict | None = None,
+    port: int | None = None,
+    server: str | None = None,
+    extra_flags: list[str] = (),
+) -> Server:
+    """Start ``server`` ("daphne" or "uvicorn"; default: CHAT_SERVER, else daphne) on the
+    test database; ``redis_url`` None keeps the configured layer."""
+    name = server or os.environ.get("CHAT_SERVER") or "daphne"
     port = port or free_port()
     env = {
         **os.environ,
@@ -61,9 +88,9 @@ def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None
         **({"REDIS_URL": redis_url} if redis_url else {}),
         **(extra_env or {}),
     }
-    log = log_dir / f"daphne-{port}.log"
+    log = log_dir / f"{name}-{port}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, "chatproject.asgi:application"],
+        server_command(name, port, list(extra_flags)),
         cwd=ROOT,
         env=env,
         stdout=log.open("w"),
@@ -73,7 +100,7 @@ def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited: {log.read_text()[-2000:]}")
+            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
         try:
             with urllib.request.urlopen(f"{server.http}/healthz", timeout=2) as response:
                 if response.status == 200:
@@ -81,15 +108,20 @@ def start_server(*, redis_url: str | None, log_dir: Path, extra_env: dict | None
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"daphne did not become healthy: {log.read_text()[-2000:]}")
+    raise RuntimeError(f"{name} did not become healthy: {log.read_text()[-2000:]}")
 
 
 @contextmanager
-def servers(count: int, *, redis_url: str, log_dir: Path, extra_env: dict | None = None):
+def servers(
+    count: int, *, redis_url: str | None, log_dir: Path, extra_env: dict | None = None, server: str | None = None,
+    extra_flags: list[str] = (),
+):
     started: list[Server] = []
     try:
         for _ in range(count):
-            started.append(start_server(redis_url=redis_url, log_dir=log_dir, extra_env=extra_env))
+            started.append(
+                start_server(redis_url=redis_url, log_dir=log_dir, extra_env=extra_env, server=server, extra_flags=extra_flags)
+            )
         yield started
     finally:
         for server in started:

@@ -333,8 +333,8 @@ def _group_sizes(c: Cluster) -> dict[str, int]:
 FAULTS = {
     "redis": ("Redis stopped 5 s, restarted empty", redis_restart),
     "database": ("PostgreSQL unreachable 10 s", database_outage),
-    "kill": ("kill -9 of one Daphne worker", kill_worker),
-    "sigterm": ("SIGTERM of one Daphne worker", sigterm_worker),
+    "kill": ("kill -9 of one worker", kill_worker),
+    "sigterm": ("SIGTERM of one worker", sigterm_worker),
     "slow": ("a client stops reading", slow_client),
     "churn": ("1,000 connects, abrupt disconnects", connect_churn),
 }
