@@ -41,7 +41,9 @@ def daphne(app: str, port: int) -> list[str]:
 
 class Server:
     def __init__(self, kind: str, out: Path, *, db_url: str | None = None, tokens: list[str] | None = None,
-                 profile: Path | None = None):
+                 profile: Path | None = None, redis_url: str | None = None, log_name: str | None = None):
+        """``redis_url`` (bench/scaleout.py): the project, or the tutorial, on channels-redis at
+        that URL instead of the in-memory layer; ``log_name`` names the log file in ``out``."""
         self.kind = kind
         self.port = free_port()
         env = {**os.environ}
@@ -51,6 +53,8 @@ class Server:
             cwd = BENCH / "reference" / "tutorial"
             cmd = daphne("mysite.asgi:application", self.port)
             env.update(DJANGO_SETTINGS_MODULE="mysite.settings", TUTORIAL_DB=str(out / "tutorial.sqlite3"))
+            if redis_url:
+                env["TUTORIAL_REDIS_URL"] = redis_url
         elif ASGI_SERVER == "uvicorn":
             cwd = PROJECT
             cmd = [PY, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
@@ -58,17 +62,21 @@ class Server:
                    "--no-access-log", "--log-level", "warning"]
             env.update(PROJECT_ENV, DATABASE_URL=db_url)
             env.pop("REDIS_URL", None)
+            if redis_url:
+                env["REDIS_URL"] = redis_url
         else:
             cmd, cwd = daphne("chatproject.asgi:application", self.port), PROJECT
             env.update(PROJECT_ENV, DATABASE_URL=db_url)
             env.pop("REDIS_URL", None)  # one process: the in-memory layer
+            if redis_url:
+                env["REDIS_URL"] = redis_url  # several processes: channels-redis
         if profile is not None:
             # py-spy starts the server (attaching to a running pyenv Python fails here) and
             # samples without stopping it (--nonblocking), every thread, idle ones too.
             spy = str(Path(PY).parent / "py-spy")
             cmd = [spy, "record", "--nonblocking", "--threads", "--idle", "-r", "200", "-f", "raw", "-o", str(profile),
                    "--", *cmd]
-        self.log = out / f"server-{kind}.log"
+        self.log = out / (log_name or f"server-{kind}.log")
         self.process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
         pid = self.process.pid
         if profile is not None:
