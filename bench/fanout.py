@@ -42,7 +42,7 @@ from pathlib import Path
 import loadgen
 import servers
 from loadgen import StepResult, Tally, Target
-from report import LABELS, STEP_HEADER, plot, step_line, summary
+from report import LABELS, PROJECT_KINDS, STEP_HEADER, plot, step_line, summary
 from servers import Server, describe_project, prepare_database
 
 TRANSCRIPT: list[str] = []
@@ -92,8 +92,27 @@ async def fanout(target: Target, label: str, *, clients: int, senders: int, args
     else:
         best, steps = await loadgen.search(run, start=args.start / clients, p99_limit_ms=args.p99,
                                            refine=args.refine, retries=args.retries, log=lambda r: say(step_line(label, r, args.p99)))
+    overload = None
+    if target.kind == "project":
+        overload = await overload_step(target, peers, peers[:senders], tally, label, steps, args)
     await loadgen.close_peers(peers)
-    return {"clients": clients, "senders": senders, "best": best, "steps": steps, "connects_per_s": per_second}
+    return {"clients": clients, "senders": senders, "best": best, "steps": steps, "connects_per_s": per_second,
+            "overload": overload}
+
+
+async def overload_step(target: Target, peers, senders, tally: Tally, label: str, steps: list[StepResult],
+                        args) -> StepResult | None:
+    """Twice the highest rate tried, then as long as it takes to drain (at most 120 s).
+
+    Beyond capacity latency may grow without bound, but nothing may be lost or repeated.
+    """
+    if not args.overload or not steps:
+        return None
+    result = await loadgen.run_step(target, peers, senders, tally, step=loadgen.next_step(),
+                                    rate=2 * max(s.rate for s in steps), duration=args.duration, drain=120.0,
+                                    quiet=10.0, lull=args.lull, lull_wait=args.lull_wait)
+    say(step_line(f"{label} overload", result, args.p99))
+    return result
 
 
 async def rooms(target: Target, label: str, slugs: list[str], *, clients: int, args) -> dict:
@@ -114,8 +133,9 @@ async def rooms(target: Target, label: str, slugs: list[str], *, clients: int, a
     else:
         best, steps = await loadgen.search(run, start=args.rooms_start, p99_limit_ms=args.p99, refine=args.refine,
                                            retries=args.retries, log=lambda r: say(step_line(label, r, args.p99)))
+    overload = await overload_step(target, peers, peers, tally, label, steps, args)
     await loadgen.close_peers(peers)
-    return {"clients": clients, "rooms": len(slugs), "best": best, "steps": steps}
+    return {"clients": clients, "rooms": len(slugs), "best": best, "steps": steps, "overload": overload}
 
 
 
@@ -175,7 +195,7 @@ async def main(args) -> None:
     servers.ASGI_SERVER = args.asgi
     if args.asgi != "daphne":
         for kind in ("sqlite", "postgres"):
-            LABELS[kind] += f" ({args.asgi})"
+            LABELS[kind] += f", {args.asgi}"
     args.project_version = describe_project()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
@@ -186,14 +206,15 @@ async def main(args) -> None:
     users = max(args.memory_conns, max(args.clients), args.rooms_clients) + 50
 
     def profile(kind: str, run: str) -> Path | None:
-        return work / f"profile-{kind}-{run}.txt" if args.profile and kind in ("sqlite", "postgres") else None
+        return work / f"profile-{kind}-{run}.txt" if args.profile and kind in PROJECT_KINDS else None
 
     for kind in args.servers:
         db_url, setup = (None, {"tokens": []})
-        if kind in ("sqlite", "postgres"):
-            db_url, setup = prepare_database(kind, work, args.pg_url, users, 100)
+        asgi = "uvicorn" if kind.endswith("-uvicorn") else args.asgi
+        if kind in PROJECT_KINDS:
+            db_url, setup = prepare_database(kind.removesuffix("-uvicorn"), work, args.pg_url, users, 100)
         say(f"\n== {LABELS[kind]}")
-        server = Server(kind, work, db_url=db_url, tokens=setup["tokens"])
+        server = Server(kind, work, asgi=asgi, db_url=db_url, tokens=setup["tokens"])
         try:
             if args.memory_conns:
                 # The project: logged in only, and logged in and joined to one of 100 rooms
@@ -206,21 +227,21 @@ async def main(args) -> None:
                     # A fresh process each time: memory freed by an earlier run stays in the
                     # process and would be reused, hiding the cost of the next.
                     server.stop()
-                    server = Server(kind, work, db_url=db_url, tokens=setup["tokens"])
+                    server = Server(kind, work, asgi=asgi, db_url=db_url, tokens=setup["tokens"])
                     m = await memory(server.target, args.memory_conns, room)
                     results["memory"][kind].append(m)
                     say(f"  memory: {m['connections']} idle connections{' joined to ' + m['room'] if m['room'] else ''}: "
                           f"{m['kb_per_conn']:.1f} KB each (RSS {m['rss_mb']:.0f} MB), {m['connects_per_s']:,.0f} connects/s")
             results["fanout"][kind] = {}
             server.stop()
-            server = Server(kind, work, db_url=db_url, tokens=setup["tokens"], profile=profile(kind, "fanout"))
+            server = Server(kind, work, asgi=asgi, db_url=db_url, tokens=setup["tokens"], profile=profile(kind, "fanout"))
             say(STEP_HEADER)
             for n in args.clients:
                 results["fanout"][kind][str(n)] = await fanout(server.target, f"{kind} N={n}", clients=n,
                                                                senders=args.senders, args=args)
             if server.target.kind == "project" and args.rooms_clients:
                 server.stop()
-                server = Server(kind, work, db_url=db_url, tokens=setup["tokens"], profile=profile(kind, "rooms"))
+                server = Server(kind, work, asgi=asgi, db_url=db_url, tokens=setup["tokens"], profile=profile(kind, "rooms"))
                 results["rooms"][kind] = await rooms(server.target, f"{kind} 100 rooms", setup["rooms"]["many"],
                                                      clients=args.rooms_clients, args=args)
         finally:
@@ -242,7 +263,8 @@ async def main(args) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short steps, 100 clients only, 1,000 idle connections")
-    p.add_argument("--servers", default="bare,tutorial,sqlite,postgres")
+    p.add_argument("--servers", default="bare,tutorial,sqlite,postgres,postgres-uvicorn",
+                   help="any of bare, tutorial, sqlite, postgres, sqlite-uvicorn, postgres-uvicorn")
     p.add_argument("--clients", default=None, help="room sizes, e.g. 100,1000")
     p.add_argument("--senders", type=int, default=10)
     p.add_argument("--duration", type=float, default=None, help="seconds of sending per step")
@@ -259,8 +281,10 @@ def parse_args(argv=None):
     p.add_argument("--profile", action="store_true",
                    help="run project servers under py-spy; collapsed stacks go to WORK/profile-<server>-<run>.txt")
     p.add_argument("--asgi", choices=["daphne", "uvicorn"], default="daphne",
-                   help="the project's ASGI server (uvicorn: with uvloop, httptools, websockets-sansio; not in "
-                        "requirements.txt, install it to try)")
+                   help="the server of the sqlite and postgres runs (the -uvicorn kinds always use uvicorn, as "
+                        "CHAT_SERVER=uvicorn does: uvloop, httptools, chat.serving.WebSocketProtocol)")
+    p.add_argument("--no-overload", dest="overload", action="store_false",
+                   help="skip the overload step (twice the highest rate tried, drained for up to 120 s)")
     p.add_argument("--report", help="only print the summary and redraw the plot of this results.json")
     p.add_argument("--lull", type=float, default=0.5,
                    help="start a step once the rest of the machine uses fewer cores than this ...")

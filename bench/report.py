@@ -11,7 +11,10 @@ LABELS = {
     "tutorial": "Channels tutorial",
     "sqlite": "project, SQLite",
     "postgres": "project, PostgreSQL",
+    "sqlite-uvicorn": "project, SQLite, uvicorn",
+    "postgres-uvicorn": "project, PostgreSQL, uvicorn",
 }
+PROJECT_KINDS = [kind for kind in LABELS if kind not in ("bare", "tutorial")]
 
 
 
@@ -43,6 +46,12 @@ def cpu_per_delivery(run: dict) -> float:
     return top.server_cpu / top.deliveries_per_s * 1e6
 
 
+def overload_line(what: str, o: StepResult) -> str:
+    return (f"overload, {what}: {o.rate:,.0f} msg/s offered ({o.offered:,.0f} deliveries/s) for {o.sent / o.rate:g} s: "
+            f"{o.sent} sent, {o.acks} acked, {o.delivered:,} of {o.expected:,} delivered, {o.lost} lost, "
+            f"{o.dups} duplicated, {o.closed} sockets closed; p50 {o.p50_ms:,.0f} ms, max {o.max_ms:,.0f} ms")
+
+
 def summary(results: dict, args) -> str:
     lines = [f"machine: {results['machine']}", f"project: {args.project_version}",
              f"steps of {args.duration:g} s, {args.senders} senders, pass = no loss, duplicate or error and p99 <= {args.p99:g} ms",
@@ -62,7 +71,7 @@ def summary(results: dict, args) -> str:
         if mem:
             row += f" {mem[0]['kb_per_conn']:>13.1f} {mem[0]['connects_per_s']:>11,.0f}"
         lines.append(row)
-    for kind in ("sqlite", "postgres"):
+    for kind in PROJECT_KINDS:
         for m in results["memory"].get(kind, [])[1:]:
             lines.append(f"{LABELS[kind] + ', joined':<26}" + " " * (34 * len(ns)) +
                          f" {m['kb_per_conn']:>13.1f} {m['connects_per_s']:>11,.0f}")
@@ -80,15 +89,20 @@ def summary(results: dict, args) -> str:
                              f"p99 was {low.p99_ms:.0f} ms" + (f" and {low.lost} lost" if low.lost else ""))
     for kind, mem in results["memory"].items():
         worst = max(m["kb_per_conn"] for m in mem)
-        if kind in ("sqlite", "postgres"):
+        if kind in PROJECT_KINDS:
             lines.append(f"{LABELS[kind]}: {worst:.1f} KB per idle connection at {mem[0]['connections']:,} "
                          f"(target <= 40 KB)")
     for n in ns:
-        for kind in ("sqlite", "postgres"):
+        for kind in PROJECT_KINDS:
             ours, tut, bare = best(kind, n), best("tutorial", n), best("bare", n)
             if ours and tut:
                 lines.append(f"N={n}: {LABELS[kind]} / tutorial = {ours / tut:.1f}x (target 8x)"
                              + (f"; / bare = {ours / bare:.2f} (target 0.5)" if bare else ""))
+    for kind, per in fan.items():
+        for n, run in per.items():
+            o = run.get("overload")
+            if o:
+                lines.append(overload_line(f"{LABELS[kind]}, N={n}", o))
     for kind, r in results["rooms"].items():
         b = r["best"]
         full = [s for s in r["steps"] if not s.lost] or r["steps"]
@@ -98,6 +112,9 @@ def summary(results: dict, args) -> str:
                      + (f"{b.rate:,.0f} stored msgs/s ({b.deliveries_per_s:,.0f} deliveries/s), p99 {b.p99_ms:.0f} ms"
                         if b else "no passing step") + f"; server CPU {cost:.2f} ms per stored message"
                      + " (target 2,000/s on PostgreSQL)")
+        o = r.get("overload")
+        if o:
+            lines.append(overload_line(f"{r['clients']} clients in {r['rooms']} rooms, {LABELS[kind]}", o))
     return "\n".join(lines)
 
 
@@ -111,7 +128,8 @@ def plot(results: dict, path: Path, args) -> None:
     ns = sorted({int(n) for per in fan.values() for n in per})
     panels = len(ns) + (1 if results["rooms"] else 0)
     fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.6), squeeze=False)
-    colors = {"bare": "tab:gray", "tutorial": "tab:orange", "sqlite": "tab:blue", "postgres": "tab:green"}
+    colors = {"bare": "tab:gray", "tutorial": "tab:orange", "sqlite": "tab:blue", "postgres": "tab:green",
+              "sqlite-uvicorn": "tab:cyan", "postgres-uvicorn": "tab:olive"}
 
     def draw(ax, kind, steps, x_of):
         best: dict[float, StepResult] = {}  # a retried rate: its better try, as the search counts it

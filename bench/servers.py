@@ -39,11 +39,23 @@ def daphne(app: str, port: int) -> list[str]:
     return [PY, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024", app]
 
 
+def uvicorn(port: int) -> list[str]:
+    """The project under uvicorn as deploy/worker starts it (CHAT_SERVER=uvicorn), less pings and proxy."""
+    serving = PROJECT / "chat" / "serving.py"
+    # The project's protocol class where the measured checkout has it (an older commit: uvicorn's own).
+    ws = "chat.serving:WebSocketProtocol" if "class WebSocketProtocol" in serving.read_text() else "websockets-sansio"
+    return [PY, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--ws", ws, "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--backlog", "1024",
+            "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
+
+
 class Server:
     def __init__(self, kind: str, out: Path, *, db_url: str | None = None, tokens: list[str] | None = None,
-                 profile: Path | None = None, redis_url: str | None = None, log_name: str | None = None):
+                 profile: Path | None = None, redis_url: str | None = None, log_name: str | None = None,
+                 asgi: str | None = None):
         """``redis_url`` (bench/scaleout.py): the project, or the tutorial, on channels-redis at
-        that URL instead of the in-memory layer; ``log_name`` names the log file in ``out``."""
+        that URL instead of the in-memory layer; ``log_name`` names the log file in ``out``;
+        ``asgi`` the project's server (default ASGI_SERVER)."""
         self.kind = kind
         self.port = free_port()
         env = {**os.environ}
@@ -55,17 +67,12 @@ class Server:
             env.update(DJANGO_SETTINGS_MODULE="mysite.settings", TUTORIAL_DB=str(out / "tutorial.sqlite3"))
             if redis_url:
                 env["TUTORIAL_REDIS_URL"] = redis_url
-        elif ASGI_SERVER == "uvicorn":
-            cwd = PROJECT
-            cmd = [PY, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--ws", "websockets-sansio", "--loop", "uvloop", "--http", "httptools", "--backlog", "1024",
-                   "--no-access-log", "--log-level", "warning"]
-            env.update(PROJECT_ENV, DATABASE_URL=db_url)
-            env.pop("REDIS_URL", None)
-            if redis_url:
-                env["REDIS_URL"] = redis_url
         else:
-            cmd, cwd = daphne("chatproject.asgi:application", self.port), PROJECT
+            cwd = PROJECT
+            if (asgi or ASGI_SERVER) == "uvicorn":
+                cmd = uvicorn(self.port)
+            else:
+                cmd = daphne("chatproject.asgi:application", self.port)
             env.update(PROJECT_ENV, DATABASE_URL=db_url)
             env.pop("REDIS_URL", None)  # one process: the in-memory layer
             if redis_url:

@@ -66,6 +66,7 @@ class ChatConsumer(AsyncConsumer):
         if protocol.SUBPROTOCOL in (self.scope.get("subprotocols") or []):
             accept["subprotocol"] = protocol.SUBPROTOCOL
         await self.base_send(accept)
+        self.write_frame = serving.frame_writer(self.base_send)
         if self.scope.get("site_banned"):
             await self.send_frame(protocol.error_frame(protocol.FORBIDDEN, "This account is banned."))
             await self.close(protocol.CLOSE_BANNED)
@@ -119,10 +120,23 @@ class ChatConsumer(AsyncConsumer):
             except (OSError, RuntimeError):  # uvicorn: the connection is gone or closing
                 self.closed = True
                 return
-            if self.slow is not None and self.slow.too_slow():
-                # The server buffers what the client does not read; a reconnect resumes with `since`.
-                log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
-                await self.close(protocol.CLOSE_INTERNAL_ERROR)
+            await self._check_backlog()
+
+    async def send_event(self, frame: protocol.RoomEventFrame) -> None:
+        """Send a room event: its ready-made frame where the server allows (serving.frame_writer)."""
+        if self.write_frame is None:
+            await self.send_text(frame.text)
+        elif not self.closed:
+            if not self.write_frame(frame.wire):
+                self.closed = True  # closing or gone: websocket.disconnect follows
+                return
+            await self._check_backlog()
+
+    async def _check_backlog(self) -> None:
+        if self.slow is not None and self.slow.too_slow():
+            # The server buffers what the client does not read; a reconnect resumes with `since`.
+            log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
+            await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
     async def send_frame(self, frame: dict[str, Any]) -> None:
         await self.send_text(protocol.encode(frame))
@@ -221,7 +235,7 @@ class ChatConsumer(AsyncConsumer):
         await self.send_frame(joined)
         metrics.JOINS.labels("resync" if resume.resync else "live" if frame.get("since") is None else "resume").inc()
         for replay in resume.frames:
-            await self.send_text(replay.text)
+            await self.send_event(replay)
         metrics.DELIVERIES.labels("replay").inc(len(resume.frames))
         await sub.start(last=resume.seq)
 

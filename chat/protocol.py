@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -156,6 +157,23 @@ class RoomEventFrame:
 
     seq: int
     text: str
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The whole WebSocket frame, built once for every socket it goes to."""
+        return websocket_text_frame(self.text.encode())
+
+
+def websocket_text_frame(payload: bytes) -> bytes:
+    """A server's unfragmented, unmasked, uncompressed text frame (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 1 << 16:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + payload
 
 
 def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:

@@ -7,7 +7,7 @@ to the local sockets as one pre-encoded frame, in seq order and without gaps:
 
 - events are numbered per room (PROTOCOL.md 3.3); a feed per room delivers seq n+1 only
   after n, holds early arrivals, and fills a gap from the database if the missing event
-  has not arrived within FILL_DELAY;
+  has not arrived within FILL_DELAY (FILL_DELAY_LAYER with several processes);
 - the channel layer is at-most-once, so a poll compares every feed with the database's
   room seq every POLL_INTERVAL and fills what never arrived (a lost broadcast, a Redis
   outage) from the database;
@@ -36,7 +36,14 @@ from .protocol import PRESENCE, RoomEventFrame, encode
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.5  # seconds between database checks of every feed's seq
-FILL_DELAY = 0.1  # how long an out-of-order event waits for the missing one
+# How long an out-of-order event waits for the missing one before it is read from the
+# database. With one process a gap closes within microseconds. With several, a process
+# delivers its own events at once but the others' come through Redis, later under load;
+# reading every such gap from the database would load the one database thread with reads
+# that the layer answers anyway (bench/scaleout.py saw a third of the events filled at
+# 0.1 s). Either way a lost event is filled within PROTOCOL.md's 1 s.
+FILL_DELAY = 0.1
+FILL_DELAY_LAYER = 0.5
 LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
 REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
@@ -63,6 +70,8 @@ class Socket(Protocol):
     username: str
 
     async def send_text(self, text: str) -> None: ...
+
+    async def send_event(self, frame: RoomEventFrame) -> None: ...
 
     async def user_event(self, event: dict[str, Any]) -> None: ...
 
@@ -95,7 +104,7 @@ class Subscription:
             self.buffer.append(frame)
         elif frame.seq == self.last + 1:
             self.last = frame.seq
-            await self.socket.send_text(frame.text)
+            await self.socket.send_event(frame)
             metrics.DELIVERIES_LIVE.inc()
         elif frame.seq > self.last:
             self.buffer = [frame]
@@ -125,11 +134,11 @@ class Subscription:
                         metrics.GAP_FILLS.labels("socket").inc()
                         metrics.GAP_FILLED_EVENTS.inc(len(missing))
                         for m in missing:
-                            await self.socket.send_text(m.text)
+                            await self.socket.send_event(m)
                             metrics.DELIVERIES.labels("catch_up").inc()
                         self.last = frame.seq - 1
                     self.last = frame.seq
-                    await self.socket.send_text(frame.text)
+                    await self.socket.send_event(frame)
                     metrics.DELIVERIES_LIVE.inc()
             self.buffer = None
         except Exception:
@@ -175,7 +184,7 @@ class RoomFeed:
                     log.exception("delivery failed in room %s", self.room_id)
                     self.hub.unsubscribe(sub)
         if self.pending:
-            self.fill(delay=FILL_DELAY)
+            self.fill(delay=FILL_DELAY if self.hub.local_only else FILL_DELAY_LAYER)
 
     def start(self, seq: int) -> None:
         self.seq = seq

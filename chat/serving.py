@@ -317,6 +317,45 @@ def send_backlog(send) -> Callable[[], int] | None:
     return backlog
 
 
+def frame_writer(send) -> Callable[[bytes], bool] | None:
+    """Return a function that writes a whole WebSocket frame (protocol.RoomEventFrame.wire)
+    to this socket at once and says whether the socket was still open, or None when
+    ``send`` is neither Daphne's nor uvicorn's, or the socket negotiated compression.
+
+    A room event goes to every socket of the room as the same bytes: built once, not once
+    per socket by the server's WebSocket library behind ASGI's ``websocket.send`` (the
+    per-recipient path was the most of the project's CPU per delivery; docs/performance.md).
+    Writes keep their order with the socket's other frames, which also go straight to the
+    same transport. Call after the socket is accepted (extensions are negotiated then).
+    """
+    uvicorn_ws = getattr(send, "__self__", None)
+    if WebSocketsSansIOProtocol is not None and isinstance(uvicorn_ws, WebSocketsSansIOProtocol):
+        if uvicorn_ws.conn.extensions:
+            return None
+
+        def write_uvicorn(frame: bytes) -> bool:
+            if uvicorn_ws.disconnected or uvicorn_ws.close_sent or uvicorn_ws.transport is None:
+                return False
+            uvicorn_ws.transport.write(frame)
+            return True
+
+        return write_uvicorn
+    ws = _daphne_protocol(send)
+    if ws is None or not hasattr(ws, "sendData") or getattr(ws, "_perMessageCompress", None) is not None:
+        return None
+
+    def write_daphne(frame: bytes) -> bool:
+        if ws.state != ws.STATE_OPEN:
+            return False
+        if ws.send_queue:  # autobahn is sending in chops: queue behind them
+            ws.sendData(frame)
+        else:  # what sendData does, less its debug log line (formatted even when off)
+            ws.transport.write(frame)
+        return True
+
+    return write_daphne
+
+
 class SlowSocketCheck:
     """Decides when a socket has fallen too far behind (see CHAT_SEND_BACKLOG*)."""
 

@@ -427,3 +427,13 @@ async def test_leaving_a_room_announces_the_user_offline(ann_cookie, bob_cookie)
     assert (await bob.recv_any())["online"] is True
     await ann.send(type="leave", room="general")
     assert await bob.recv_any() == {"type": "presence", "room": "general", "user": "ann", "online": False}
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_a_ready_made_event_frame_is_the_frame_a_websocket_library_builds(size):
+    from websockets.frames import Frame, Opcode
+
+    from chat.protocol import websocket_text_frame
+
+    payload = b"a" * size
+    assert websocket_text_frame(payload) == Frame(Opcode.TEXT, payload).serialize(mask=False)

@@ -97,3 +97,29 @@ async def test_a_vanished_tcp_connection_goes_offline_within_30_s(tokens, tmp_pa
             assert gone["user"] == "ann" and gone["online"] is False
             assert asyncio.get_running_loop().time() - started <= 30
             writer.close()
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+async def test_room_events_arrive_intact_as_frames_built_once(tokens, tmp_path, server):
+    """Live events and replays reach a real server's sockets as frames built once for every
+    socket (serving.frame_writer): short, 2-byte-length and 16 KB frames arrive intact, in order."""
+    ann_token, bob_token = tokens
+    bodies = ["hi", "x" * 200, "😀" * 4000]
+    with servers(1, redis_url=None, log_dir=tmp_path, server=server) as (a,):
+        headers = {"Authorization": f"Token {bob_token}"}
+        async with (
+            websockets.connect(f"{a.ws}/ws/chat/", additional_headers={"Authorization": f"Token {ann_token}"}) as ann,
+            websockets.connect(f"{a.ws}/ws/chat/", additional_headers=headers) as bob,
+        ):
+            for ws in (ann, bob):
+                await ws.send(json.dumps({"type": "join", "room": "general"}))
+                await _recv(ws, "joined")
+            for i, body in enumerate(bodies):
+                await ann.send(json.dumps({"type": "send", "room": "general", "body": body, "client_id": f"c{i}"}))
+            live = [await _recv(bob, "message") for _ in bodies]
+            assert [(m["seq"], m["message"]["body"]) for m in live] == list(enumerate(bodies, start=1))
+        async with websockets.connect(f"{a.ws}/ws/chat/", additional_headers=headers) as again:
+            await again.send(json.dumps({"type": "join", "room": "general", "since": 0}))
+            await _recv(again, "joined")
+            replayed = [await _recv(again, "message") for _ in bodies]
+            assert [(m["seq"], m["message"]["body"]) for m in replayed] == list(enumerate(bodies, start=1))
