@@ -11,7 +11,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.auth import ChatAuthMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
-from chat.serving import install_graceful_shutdown  # noqa: E402
+from chat.serving import install_graceful_shutdown, tune_garbage_collector  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -22,3 +22,4 @@ application = ProtocolTypeRouter(
 
 # Under Daphne or uvicorn, SIGTERM closes sockets with 1001 and drains before exiting (chat/serving.py).
 install_graceful_shutdown()
+tune_garbage_collector()
