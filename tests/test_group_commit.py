@@ -10,6 +10,7 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from chat import protocol, realtime, services
+from chat.services import messages
 from chat.models import Membership, Message, Mute, Room, RoomBan, RoomEvent
 from chat.protocol import ChatError
 from tests.conftest import open_socket, session_cookie
@@ -128,9 +129,9 @@ def test_a_client_id_stored_meanwhile_by_another_door_falls_back_to_one_by_one(p
     room = make_room()
     original, _ = services.message_post(room=room, author=ann, body="via REST", client_id="c1")
     # As if REST stored c1 between the batch's lookup and its insert.
-    lookup = services._messages_by_client_id
+    lookup = messages._messages_by_client_id
     calls = []
-    monkeypatch.setattr(services, "_messages_by_client_id", lambda keys: calls.append(keys) or ({} if len(calls) == 1 else lookup(keys)))
+    monkeypatch.setattr(messages, "_messages_by_client_id", lambda keys: calls.append(keys) or ({} if len(calls) == 1 else lookup(keys)))
     results = services.message_post_many([services.Post(room, bob, "fine", "b1"), services.Post(room, ann, "dup", "c1")])
     assert codes(results) == ["created", "repeat"]
     assert results[1][0].pk == original.pk

@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from .. import protocol, realtime, rules
 from ..models import Membership, Message, ModerationLog, Mute, Report, Room, RoomBan, SiteBan, SiteBanKey
 from ..protocol import ChatError
-from . import _next_seq, _record_event
+from .messages import _next_seq, _record_event
 
 Action = ModerationLog.Action
 REASON_MAX = 500
@@ -293,7 +293,7 @@ def report_resolve(*, report_id: int, actor, hide: bool) -> Report:
     """Resolve a report, and every other open report of the same message, by hiding the
     message (a moderator's deletion: `message.deleted` with `"by": "moderator"`) or by
     dismissing it. A resolved report stays as it was."""
-    from . import message_delete
+    from .messages import message_delete
 
     rules.check_site_moderator(actor, "Only staff moderators resolve reports.")
     report = Report.objects.select_related("message__room", "message__author").filter(pk=report_id).first()

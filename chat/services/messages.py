@@ -1,0 +1,348 @@
+"""Messages: post (one or a batch: group commit), edit and delete, and the room events they
+make. Each stores in one transaction and announces on commit (PROTOCOL.md 3.3, persist then
+announce).
+
+Functions raise ChatError with a PROTOCOL.md code for refusals; database outages surface as
+django.db.OperationalError / InterfaceError, which the doors turn into `unavailable`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from .. import protocol, realtime, rules
+from ..models import Message, Room, RoomEvent
+from ..protocol import ChatError
+
+# Events kept per room for resuming; PROTOCOL.md promises replay of the last 500.
+EVENTS_KEPT = 500
+_PRUNE_EVERY = 100
+
+
+# --- validation -----------------------------------------------------------------------
+
+
+def validate_body(body: str) -> str:
+    """Return ``body`` trimmed, or raise invalid."""
+    body = body.strip()
+    if not body:
+        raise ChatError(protocol.INVALID, "The message is empty.")
+    if len(body) > Message.MAX_BODY:
+        raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
+    return body
+
+
+def validate_client_id(client_id: str) -> str:
+    if not 1 <= len(client_id) <= 64 or not client_id.isprintable():
+        raise ChatError(protocol.INVALID, "`client_id` must be 1-64 printable characters.")
+    return client_id
+
+
+# --- posting rate ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: float
+
+
+def post_rate() -> Rate | None:
+    """Parse CHAT_POST_RATE ("10/10s", "0" for none)."""
+    value = str(settings.CHAT_POST_RATE).strip()
+    if value in ("", "0"):
+        return None
+    match = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*s?", value)
+    if not match:
+        raise ValueError(f"CHAT_POST_RATE must look like '10/10s' or '0', not {value!r}")
+    return Rate(int(match[1]), float(match[2]))
+
+
+def recent_posts(*, author_ids: set[int], rate: Rate, now: datetime) -> dict[int, list[datetime]]:
+    """When each author stored their messages within the rate's window: newest first, at
+    most ``rate.count`` each. One query for every author of a batch.
+
+    The messages themselves are the log, so every door and every process share one budget.
+    """
+    rows = (
+        Message.objects.filter(author_id__in=author_ids, created_at__gt=now - timedelta(seconds=rate.seconds))
+        .order_by("-created_at")
+        .values_list("author_id", "created_at")
+    )
+    recent: dict[int, list[datetime]] = {}
+    for author_id, created_at in rows:
+        times = recent.setdefault(author_id, [])
+        if len(times) < rate.count:
+            times.append(created_at)
+    return recent
+
+
+def check_post_rate(*, rate: Rate, recent: list[datetime], queued: int, now: datetime) -> None:
+    """Raise rate_limited if the author has used the rate's budget: ``recent`` stored
+    messages (recent_posts) plus ``queued`` accepted earlier in the same batch."""
+    window = [now] * queued + recent
+    if len(window) >= rate.count:
+        retry_after = (window[rate.count - 1] + timedelta(seconds=rate.seconds) - now).total_seconds()
+        raise ChatError(protocol.RATE_LIMITED, "You are posting too fast.", retry_after=max(retry_after, 0.01))
+
+
+# --- room events ----------------------------------------------------------------------
+
+
+def _next_seq(room_id: int) -> int:
+    """Take the room's next seq. Must run inside the transaction that stores the change.
+
+    The UPDATE locks the room row until commit, so seqs commit in order and without gaps
+    (a database sequence could commit out of order).
+    """
+    return _take_seqs(room_id, 1)
+
+
+def _take_seqs(room_id: int, count: int) -> int:
+    """Take the room's next ``count`` seqs at once; return the last (see _next_seq)."""
+    table = connection.ops.quote_name(Room._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET seq = seq + %s WHERE id = %s RETURNING seq", [count, room_id])
+        return cursor.fetchone()[0]
+
+
+def _take_seqs_many(counts: dict[int, int]) -> dict[int, int]:
+    """Take ``counts[room id]`` seqs in each room at once; return {room id: last seq}.
+
+    Two statements whatever the number of rooms: lock the rooms in id order (the one order
+    every writer takes them in, so two batches cannot deadlock), then one UPDATE.
+    """
+    if len(counts) == 1:
+        ((room_id, count),) = counts.items()
+        return {room_id: _take_seqs(room_id, count)}
+    ids = sorted(counts)
+    list(Room.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    table = connection.ops.quote_name(Room._meta.db_table)
+    cases = " ".join(["WHEN %s THEN %s"] * len(ids))
+    marks = ", ".join(["%s"] * len(ids))
+    params = [value for room_id in ids for value in (room_id, counts[room_id])] + ids
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET seq = seq + CASE id {cases} END WHERE id IN ({marks}) RETURNING id, seq", params
+        )
+        return dict(cursor.fetchall())
+
+
+def _prune_events(room_id: int, first: int, last: int) -> None:
+    """Every _PRUNE_EVERY seqs, drop the room's events older than the newest EVENTS_KEPT (+ slack)."""
+    mark = last - last % _PRUNE_EVERY
+    if mark >= first:
+        RoomEvent.objects.filter(room_id=room_id, seq__lte=mark - EVENTS_KEPT - _PRUNE_EVERY).delete()
+
+
+def _announce(room_id: int, frames: list[protocol.RoomEventFrame]) -> None:
+    """Publish ``frames`` (in seq order) once the transaction commits."""
+    transaction.on_commit(lambda: realtime.room_events_publish(room_id=room_id, frames=frames))
+
+
+def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
+    """Store the event and announce it once the transaction commits."""
+    RoomEvent.objects.create(room_id=message.room_id, seq=seq, kind=kind, message=message, by=by)
+    _prune_events(message.room_id, seq, seq)
+    _announce(message.room_id, [protocol.event_frame(kind=kind, seq=seq, message=message, by=by)])
+
+
+# --- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Post:
+    """One `send`: what message_post_many stores."""
+
+    room: Room
+    author: Any
+    body: str
+    client_id: str
+
+
+PostResult = tuple[Message, bool] | ChatError
+
+
+def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Message, bool]:
+    """Store a message and broadcast it; return (message, created).
+
+    A repeated ``client_id`` of the same author returns the original (in whatever room it
+    was posted) with created False: nothing stored, broadcast or counted against the rate.
+    """
+    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id)])[0]
+    if isinstance(result, ChatError):
+        raise result
+    return result
+
+
+def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
+    """Store many posts in one transaction (group commit); return one result per post.
+
+    Each post is judged as message_post would judge it alone, in order (an earlier post of
+    the batch counts against the rate, and a repeated ``client_id`` within the batch gets
+    the first one's message): its result is (message, created) or the ChatError refusing
+    it, and a refusal costs the others nothing. The accepted posts take their rooms' seqs
+    in batch order (one UPDATE per room, rooms locked in id order), are inserted with two
+    bulk INSERTs and are announced, in seq order, after the one commit. A database error
+    raises for the whole batch; nothing of it is stored.
+    """
+    results: list[PostResult | int | None] = [None] * len(posts)
+    for i, post in enumerate(posts):
+        try:
+            validate_client_id(post.client_id)
+        except ChatError as error:
+            results[i] = error
+    existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
+    accesses = rules.room_access_many({(p.room.pk, p.author) for p, r in zip(posts, results) if r is None})
+    rate, now = post_rate(), timezone.now()
+    recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
+    first_index: dict[tuple[int, str], int] = {}
+    queued: dict[int, int] = {}
+    accepted: list[tuple[int, Room, str]] = []
+    for i, post in enumerate(posts):
+        if results[i] is not None:
+            continue
+        key = (post.author.pk, post.client_id)
+        if key in existing:
+            results[i] = (existing[key], False)
+            continue
+        if key in first_index:
+            results[i] = first_index[key]  # resolved to that post's message below
+            continue
+        try:
+            # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
+            room = rules.check_post(accesses.get((post.room.pk, post.author.pk))).room
+            body = validate_body(post.body)
+            if rate is not None:
+                check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
+        except ChatError as error:
+            results[i] = error
+            continue
+        first_index[key] = i
+        queued[post.author.pk] = queued.get(post.author.pk, 0) + 1
+        accepted.append((i, room, body))
+    if accepted:
+        try:
+            stored = _store_posts(posts, accepted)
+        except IntegrityError:
+            if len(accepted) == 1:
+                # Another door stored the same client_id in between.
+                i = accepted[0][0]
+                found = _messages_by_client_id({(posts[i].author.pk, posts[i].client_id)})
+                if not found:
+                    raise
+                stored = {i: next(iter(found.values()))}
+                results[i] = (stored[i], False)
+            else:
+                # Which post clashed is not known: judge each alone.
+                for i, _room, _body in accepted:
+                    results[i] = message_post_many([posts[i]])[0]
+                stored = {}
+        for i, message in stored.items():
+            if results[i] is None:
+                results[i] = (message, True)
+    for i, result in enumerate(results):
+        if isinstance(result, int):
+            first = results[result]
+            results[i] = first if isinstance(first, ChatError) else (first[0], False)
+    return results  # type: ignore[return-value]
+
+
+def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
+    """The stored messages of these (author id, client_id) pairs.
+
+    One query on the (author, client_id) unique index, written out (it runs for every batch);
+    a second loads the messages found, which only retries have.
+    """
+    if not keys:
+        return {}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    values = ", ".join(["(%s, %s)"] * len(keys))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # A join, not `(author_id, client_id) IN (VALUES …)`: SQLite scans the whole index for that.
+            f"SELECT m.id FROM (VALUES {values}) AS p JOIN {table} m ON m.author_id = p.column1 AND m.client_id = p.column2",
+            [value for key in keys for value in key],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return {}
+    return {(m.author_id, m.client_id): m for m in Message.objects.select_related("room", "author").filter(pk__in=ids)}
+
+
+def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -> dict[int, Message]:
+    """Insert the accepted posts in one transaction; return {post index: message}."""
+    by_room: dict[int, list[tuple[int, Room, str]]] = {}
+    for item in accepted:
+        by_room.setdefault(item[1].pk, []).append(item)
+    stored: dict[int, Message] = {}
+    with transaction.atomic():
+        last_seqs = _take_seqs_many({room_id: len(items) for room_id, items in by_room.items()})
+        for room_id, items in by_room.items():
+            for seq, (i, room, body) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
+                post = posts[i]
+                stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
+        messages = Message.objects.bulk_create(list(stored.values()))
+        RoomEvent.objects.bulk_create(
+            [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
+        )
+        for room_id, items in by_room.items():
+            seqs = [stored[i].seq for i, _room, _body in items]
+            _prune_events(room_id, seqs[0], seqs[-1])
+            _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[i].seq, message=stored[i])
+                                for i, _room, _body in items])
+    return stored
+
+
+def _message_for_update(message_id: int, user, *, admin: bool = False) -> tuple[Message, rules.RoomAccess]:
+    message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
+    room_access = rules.admin_room_access if admin else rules.room_access
+    access = room_access(user=user, room=message.room) if message is not None else None
+    if message is None or access is None or not access.visible:
+        raise ChatError(protocol.NOT_FOUND, "No such message.")
+    return message, access
+
+
+def message_edit(*, message_id: int, user, body: str) -> Message:
+    """The author replaces the body; broadcasts `message.edited`."""
+    message, access = _message_for_update(message_id, user)
+    rules.check_edit(access, message, user)
+    body = validate_body(body)
+    with transaction.atomic():
+        seq = _next_seq(message.room_id)
+        message.body = body
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
+    return message
+
+
+def message_delete(*, message_id: int, user, admin: bool = False, reason: str = "") -> Message:
+    """Soft-delete (author, room moderator or staff); broadcasts `message.deleted`.
+
+    Deleting a deleted message changes nothing and announces nothing. A moderator's
+    deletion is written to the moderation log with ``reason``; ``admin`` is the Django
+    admin's door, where staff act in private rooms too.
+    """
+    message, access = _message_for_update(message_id, user, admin=admin)
+    by = rules.check_delete(access, message, user)
+    if message.deleted:
+        return message
+    with transaction.atomic():
+        seq = _next_seq(message.room_id)
+        message.deleted = True
+        message.save(update_fields=["deleted"])
+        _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
+        if by == RoomEvent.By.MODERATOR:
+            from .moderation import log_message_delete
+
+            log_message_delete(actor=user, message=message, reason=reason)
+    return message
