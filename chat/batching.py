@@ -38,13 +38,14 @@ class PostBatcher:
         self.loop = loop
         self.queue: list[tuple[services.Post, asyncio.Future]] = []
         self.running = False
+        self.task: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
 
     async def post(self, post: services.Post) -> tuple[Message, bool]:
         future = self.loop.create_future()
         self.queue.append((post, future))
         if not self.running:
             self.running = True
-            self.loop.create_task(self._run())
+            self.task = self.loop.create_task(self._run())
         return await future
 
     async def _run(self) -> None:
