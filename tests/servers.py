@@ -131,3 +131,28 @@ def servers(
                 server.process.wait(10)
             except subprocess.TimeoutExpired:
                 server.process.kill()
+
+
+async def sigterm_drain(server: Server, sockets) -> tuple[list[int | None], bool, int, float]:
+    """SIGTERM ``server`` with ``sockets`` open; return the close code each socket got, whether
+    a new connection was refused afterwards, the exit code, and the seconds it all took."""
+    import asyncio
+
+    import websockets
+
+    started = time.monotonic()
+    server.process.send_signal(15)
+    codes = []
+    for ws in sockets:
+        try:
+            while True:  # presence frames may come first
+                await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed as closed:
+            codes.append(closed.rcvd.code if closed.rcvd is not None else None)
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
+        refused = False
+    except OSError:
+        refused = True
+    returncode = await asyncio.to_thread(server.process.wait, 15)
+    return codes, refused, returncode, time.monotonic() - started
