@@ -160,7 +160,16 @@ def presence_store():
     """The store matching the channel layer: Redis when REDIS_URL is set."""
     from django.conf import settings
 
-    return RedisPresence(settings.REDIS_URL) if settings.REDIS_URL else LocalPresence()
+    global _local
+    if settings.REDIS_URL:
+        return RedisPresence(settings.REDIS_URL)
+    _local = LocalPresence()
+    return _local
+
+
+# The store the newest hub of this process holds when there is no Redis: room_online reads it,
+# so this module needs no import of the hub (the hub imports presence, never the other way).
+_local: LocalPresence | None = None
 
 
 def room_online(room_id: int) -> list[str]:
@@ -176,10 +185,7 @@ def room_online(room_id: int) -> list[str]:
         finally:
             client.close()
         return sorted({_username(m.decode()) for m in members})
-    from . import realtime
-
-    hub = realtime._hub
-    if hub is None or not isinstance(hub.presence, LocalPresence):
+    if _local is None:
         return []
     now = time.time()
-    return sorted({_username(m) for m, expiry in dict(hub.presence.rooms.get(room_id, {})).items() if expiry > now})
+    return sorted({_username(m) for m, expiry in dict(_local.rooms.get(room_id, {})).items() if expiry > now})

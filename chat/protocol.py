@@ -15,6 +15,8 @@ from typing import Any
 SUBPROTOCOL = "chat.v1"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_REF = 64
+# Events kept per room for resuming: PROTOCOL.md promises replay of the last 500.
+EVENTS_KEPT = 500
 
 # Client → server frame types.
 JOIN = "join"

@@ -31,6 +31,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from . import metrics
 from .db import db_call
 from .presence import HEARTBEAT, presence_store
+from .selectors import event_frames, room_seq, room_seqs
 from .protocol import PRESENCE, RoomEventFrame, encode
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,6 @@ class Subscription:
 
     async def catch_up(self) -> None:
         """Deliver the buffer in order, filling gaps from the database, then go live."""
-        from .selectors import event_frames
 
         try:
             while self.buffer:
@@ -198,7 +198,6 @@ class RoomFeed:
             self.hub.loop.create_task(self._fill(delay, upto))
 
     async def _fill(self, delay: float, upto: int | None) -> None:
-        from .selectors import event_frames
 
         try:
             await asyncio.sleep(delay)
@@ -276,7 +275,6 @@ class Hub:
         The feed has joined the room's group and knows its seq before this returns, so a
         database read made afterwards covers everything the feed has not delivered yet.
         """
-        from .selectors import room_seq
 
         feed = self.feeds.get(room_id)
         if feed is None:
@@ -510,7 +508,6 @@ class Hub:
 
     async def _poll(self) -> None:
         """Fill from the database what the layer never delivered (lost message, outage)."""
-        from .selectors import room_seqs
 
         while True:
             await asyncio.sleep(POLL_INTERVAL)

@@ -11,7 +11,8 @@ from django.db.models.functions import Coalesce
 
 from . import protocol
 from .models import Membership, Message, Room, RoomEvent
-from .services import EVENTS_KEPT
+from . import presence
+from .protocol import EVENTS_KEPT
 
 
 def rooms_visible_to(*, user) -> QuerySet[Room]:
@@ -91,8 +92,6 @@ def rooms_for_user(*, user) -> QuerySet[Room]:
 
 def room_online(*, room_id: int) -> list[str]:
     """Usernames online in the room, across server processes (see chat.presence)."""
-    from . import presence
-
     return presence.room_online(room_id)
 
 

@@ -20,10 +20,8 @@ from django.utils import timezone
 
 from .. import protocol, realtime, rules
 from ..models import Message, Room, RoomEvent
-from ..protocol import ChatError
+from ..protocol import EVENTS_KEPT, ChatError
 
-# Events kept per room for resuming; PROTOCOL.md promises replay of the last 500.
-EVENTS_KEPT = 500
 _PRUNE_EVERY = 100
 
 
