@@ -40,7 +40,9 @@ from typing import Callable
 
 from django.conf import settings
 
-from . import metrics, protocol, realtime
+# realtime (the hub) is imported where it is used: uvicorn imports this module for
+# ``--ws chat.serving:WebSocketProtocol`` before Django is set up, and realtime loads models.
+from . import metrics, protocol
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ async def _drain(stop_listening: Callable[[], int], *, timeout: float | None = N
     deadline = time.monotonic() + timeout
     ports = stop_listening()
     closed: set[int] = set()
+    from . import realtime
+
     while time.monotonic() < deadline:
         hub = realtime._hub
         sockets = 0
