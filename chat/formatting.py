@@ -39,12 +39,13 @@ Mentions = Union[Collection[str], Callable[[str], bool], None]
 LINK_REL = "nofollow noopener noreferrer"
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
-# The allowlist of nh3, the last word on what reaches a client. `rel` is not listed because
-# nh3 sets it itself (link_rel) and strips any other value.
+# The allowlist of nh3, the last word on what reaches a client. `rel` and `target` are not
+# listed: nh3 sets them on every link itself (link_rel, set_tag_attribute_values), replacing
+# whatever the renderer wrote.
 ALLOWED_TAGS = frozenset(
     {"p", "br", "strong", "em", "s", "code", "pre", "blockquote", "ul", "ol", "li", "a", "span"}
 )
-ALLOWED_ATTRIBUTES = {"a": {"href", "target"}, "ol": {"start"}, "span": {"data-user"}}
+ALLOWED_ATTRIBUTES = {"a": {"href"}, "ol": {"start"}, "span": {"data-user"}}
 ALLOWED_CLASSES = {"span": {"mention"}}
 
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s]", re.IGNORECASE)
@@ -148,6 +149,7 @@ def sanitize_html(html: str) -> str:
         url_schemes=set(URL_SCHEMES),
         url_relative="deny",
         link_rel=LINK_REL,
+        set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
     )
 
