@@ -51,6 +51,11 @@ ALLOWED_CLASSES = {"span": {"mention"}}
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s]", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w.+\-@])@(\w(?:[\w.+\-]*\w)?)")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A body that no Markdown rule can touch: it starts with a letter (no list, quote or code
+# indent), has no markup, entity, escape, `@`, newline or trailing space, and no `.` inside a word (which
+# linkify could read as a domain). Its html is one paragraph of the body as typed, so the
+# common short chat line skips the parser (tests/test_formatting.py checks it matches).
+_PLAIN = re.compile(r"[A-Za-z](?:[A-Za-z0-9,?'! ]|\.(?![A-Za-z0-9]))*")
 
 
 def _validate_link(url: str) -> bool:
@@ -139,19 +144,23 @@ def _build() -> MarkdownIt:
 _md = _build()
 
 
+# Built once: nh3.clean() would rebuild the sanitizer from these sets on every call, which
+# costs more than sanitizing a short message.
+_cleaner = nh3.Cleaner(
+    tags=set(ALLOWED_TAGS),
+    attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+    allowed_classes={tag: set(names) for tag, names in ALLOWED_CLASSES.items()},
+    url_schemes=set(URL_SCHEMES),
+    url_relative="deny",
+    link_rel=LINK_REL,
+    set_tag_attribute_values={"a": {"target": "_blank"}},
+    strip_comments=True,
+)
+
+
 def sanitize_html(html: str) -> str:
     """Return ``html`` reduced to the allowlist (tags, attributes, classes and URL schemes)."""
-    return nh3.clean(
-        html,
-        tags=set(ALLOWED_TAGS),
-        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
-        allowed_classes={tag: set(names) for tag, names in ALLOWED_CLASSES.items()},
-        url_schemes=set(URL_SCHEMES),
-        url_relative="deny",
-        link_rel=LINK_REL,
-        set_tag_attribute_values={"a": {"target": "_blank"}},
-        strip_comments=True,
-    )
+    return _cleaner.clean(html)
 
 
 class ParsedBody:
@@ -192,6 +201,8 @@ def render_markdown(body: str, *, mentions: Mentions = None) -> str:
     ``mentions`` says which ``@name`` are users the room can see: a collection of usernames or
     a predicate; other names, and all of them when it is None, stay plain text.
     """
+    if _PLAIN.fullmatch(body) and body[-1] != " ":
+        return f"<p>{body}</p>"
     return parse_markdown(body).html(mentions=mentions)
 
 

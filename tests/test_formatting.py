@@ -310,9 +310,10 @@ def test_sanitizer_alone_enforces_the_allowlist():
     assert text_of(html) == "bigjrok@bobc"
 
 
-# Words hypothesis generates that legitimately leave the text: entity names (&copy; is ©)
-# and a fence's info string (the language, dropped by design).
+# Words hypothesis generates that legitimately leave the text: entity names (&copy; is ©),
+# a fence's info string (the language, dropped by design) and ordered-list numbers (markers).
 _ENTITY = re.compile(r"&#?\w+;")
+_LIST_NUMBER = re.compile(r"\d{1,9}[.)](?!\S)")
 _FENCE_INFO = re.compile(r"^ {0,3}(?:`{3,}|~{3,})[^\n]*", re.MULTILINE)
 
 
@@ -323,6 +324,13 @@ def test_any_body_gives_allowlisted_html_containing_its_words(body):
     html = render_markdown(body, mentions={"a", "b"})
     assert_allowlisted(html)
     visible = text_of(html)
-    kept = _FENCE_INFO.sub(" ", _ENTITY.sub(" ", body.replace("\x00", " ")))
+    kept = _LIST_NUMBER.sub(" ", _FENCE_INFO.sub(" ", _ENTITY.sub(" ", body.replace("\x00", " "))))
     for word in re.findall(r"[^\W_]+", kept):
         assert word in visible, (word, body, html)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="aZ0 ,?'!.:-", max_size=40))
+def test_plain_lines_skip_the_parser_with_the_same_html(body):
+    """The shortcut for markup-free lines gives exactly what the full pipeline gives."""
+    assert render_markdown(body) == parse_markdown(body).html()
