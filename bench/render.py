@@ -3,7 +3,8 @@
 For each kind of body it times, per message:
 
 - render: render_markdown(body, mentions=…) — markdown-it-py parse and render, then nh3;
-- of which nh3: sanitize_html() of that body's rendered markup alone;
+- nh3 on the full path: sanitize_html() of that body's rendered markup alone (a markup-free
+  line skips both stages, see chat/formatting.py);
 - html.escape(body): the cheapest possible "formatting", a floor;
 - encode MESSAGE: protocol.encode() of a MESSAGE-shaped dict carrying body and html, the JSON
   work every stored message already pays once.
@@ -163,7 +164,7 @@ def main() -> None:
     print(f"# bench/render.py  python {platform.python_version()}  {platform.machine()}  "
           f"seed={args.seed}  (CPU µs per message)")
     print()
-    print("| body | n | chars | render median | render p99 | of which nh3 (median) "
+    print("| body | n | chars | render median | render p99 | nh3 on the full path (median) "
           "| html.escape median | encode MESSAGE median |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, count, chars, data in rows:

@@ -50,12 +50,18 @@ ALLOWED_CLASSES = {"span": {"mention"}}
 
 _SAFE_URL = re.compile(r"(?:https?://|mailto:)[^\s]", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w.+\-@])@(\w(?:[\w.+\-]*\w)?)")
+# Text with none of these cannot hold a link linkify would make and _validate_link accept:
+# a scheme (http://, https://, mailto:) or a dot before a TLD (bare domains and emails).
+# linkify-it's own pretest is one large Unicode regex costing more than the rest of a short
+# message's parse, so this cheap necessary condition runs first.
+_MAY_LINK = re.compile(r"://|mailto:|\.[^\W\d_]", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # A body that no Markdown rule can touch: it starts with a letter (no list, quote or code
-# indent), has no markup, entity, escape, `@`, newline or trailing space, and no `.` inside a word (which
-# linkify could read as a domain). Its html is one paragraph of the body as typed, so the
-# common short chat line skips the parser (tests/test_formatting.py checks it matches).
-_PLAIN = re.compile(r"[A-Za-z](?:[A-Za-z0-9,?'! ]|\.(?![A-Za-z0-9]))*")
+# indent), holds only letters, digits, spaces and inert punctuation (no markup, entity,
+# escape, `@`, `/` or newline), and has no `.` before a letter or digit (which linkify could
+# read as a domain). Its html is one paragraph of the body as typed, so the common chat line
+# skips the parser; tests/test_formatting.py checks the output is the full pipeline's.
+_PLAIN = re.compile(r"[^\W\d_](?:[^\W_]|[ ,?'!:;()\"-]|\.(?![^\W_]))*")
 
 
 def _validate_link(url: str) -> bool:
@@ -133,6 +139,8 @@ def _build() -> MarkdownIt:
     md.enable(["strikethrough", "linkify"])
     md.disable(["html_block", "html_inline", "heading", "lheading", "hr", "reference", "image"])
     md.validateLink = _validate_link  # type: ignore[method-assign]
+    pretest = md.linkify.pretest
+    md.linkify.pretest = lambda text: _MAY_LINK.search(text) is not None and pretest(text)
     md.core.ruler.before("text_join", "mention", _mention_rule)
     md.add_render_rule("mention", _render_mention)
     md.add_render_rule("link_open", _render_link_open)
@@ -201,7 +209,7 @@ def render_markdown(body: str, *, mentions: Mentions = None) -> str:
     ``mentions`` says which ``@name`` are users the room can see: a collection of usernames or
     a predicate; other names, and all of them when it is None, stay plain text.
     """
-    if _PLAIN.fullmatch(body) and body[-1] != " ":
+    if body[-1:] not in ("", " ") and _PLAIN.fullmatch(body):
         return f"<p>{body}</p>"
     return parse_markdown(body).html(mentions=mentions)
 
