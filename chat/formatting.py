@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection
-from typing import Any, Union
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
@@ -34,7 +34,7 @@ from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 
 # Which names are users the room can see: a collection of usernames or a predicate.
-Mentions = Union[Collection[str], Callable[[str], bool], None]
+Mentions = Collection[str] | Callable[[str], bool] | None
 
 LINK_REL = "nofollow noopener noreferrer"
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
@@ -178,12 +178,13 @@ class ParsedBody:
     call ``html(mentions=...)``.
     """
 
-    __slots__ = ("_tokens", "mentions")
+    __slots__ = ("_tokens", "_plain", "mentions")
 
-    def __init__(self, tokens: list[Token]):
+    def __init__(self, tokens: list[Token] | None, plain: str = ""):
         self._tokens = tokens
+        self._plain = plain
         names: dict[str, None] = {}
-        for block in tokens:
+        for block in tokens or ():
             for token in block.children or ():
                 if token.type == "mention":
                     names.setdefault(token.meta["user"], None)
@@ -192,12 +193,16 @@ class ParsedBody:
 
     def html(self, *, mentions: Mentions = None) -> str:
         """Return the sanitized html; mentions render as spans only for names in ``mentions``."""
+        if self._tokens is None:
+            return self._plain
         env = {"mentions": mentions}
         return sanitize_html(_md.renderer.render(self._tokens, _md.options, env)).rstrip("\n")
 
 
 def parse_markdown(body: str) -> ParsedBody:
     """Parse ``body`` (any string: NUL and lone surrogates become U+FFFD)."""
+    if body[-1:] not in ("", " ") and _PLAIN.fullmatch(body):
+        return ParsedBody(None, f"<p>{body}</p>")
     if _SURROGATE.search(body):
         body = _SURROGATE.sub("\ufffd", body)
     return ParsedBody(_md.parse(body, {}))
@@ -209,8 +214,6 @@ def render_markdown(body: str, *, mentions: Mentions = None) -> str:
     ``mentions`` says which ``@name`` are users the room can see: a collection of usernames or
     a predicate; other names, and all of them when it is None, stay plain text.
     """
-    if body[-1:] not in ("", " ") and _PLAIN.fullmatch(body):
-        return f"<p>{body}</p>"
     return parse_markdown(body).html(mentions=mentions)
 
 
@@ -220,4 +223,6 @@ def mentioned_usernames(body: str) -> list[str]:
     Unique, in order of first use, whether or not such users exist; ``room`` is returned like
     any name (whether ``@room`` is honoured is the caller's rule).
     """
+    if "@" not in body:
+        return []
     return parse_markdown(body).mentions
