@@ -145,6 +145,8 @@ def _build() -> MarkdownIt:
     md.add_render_rule("mention", _render_mention)
     md.add_render_rule("link_open", _render_link_open)
     md.add_render_rule("fence", _render_fence)
+    # Compile the rule chains now, not lazily in whichever threads render first.
+    md.render("*a* [b](https://c.example) @d `e`", {"mentions": None})
     return md
 
 
