@@ -42,7 +42,7 @@ def _access(request: Request, slug: str, check=rules.check_visible) -> rules.Roo
     """The caller's access to the room ``slug`` after ``check``; not_found for a bad slug."""
     if not services.SLUG_RE.fullmatch(slug):
         raise ChatError(protocol.NOT_FOUND, "No such room.")
-    return check(rules.room_access(user=request.user, slug=slug))
+    return check(rules.room_access(user=request.user, slug=slug, door=rules.Door.API))
 
 
 def _room(request: Request, room, *, detail: bool = False) -> dict:

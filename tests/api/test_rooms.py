@@ -33,7 +33,7 @@ def test_list_items_carry_the_documented_fields(ann, room):
 
 def test_unread_counts_undeleted_messages_by_others_above_the_read_position(ann, user, other, room, settings):
     settings.CHAT_POST_RATE = "0"
-    services.room_join(access=rules.room_access(user=other, room=room), user=other)
+    services.room_join(access=rules.room_access(user=other, room=room, door=rules.Door.API), user=other)
     services.message_post(room=room, author=user, body="mine", client_id="a1")  # own: not unread
     ids = [services.message_post(room=room, author=other, body=f"m{i}", client_id=f"b{i}")[0].pk for i in range(4)]
     services.message_delete(message_id=ids[0], user=other)  # deleted: not unread
