@@ -1,5 +1,5 @@
-"""Moderation writes (PROTOCOL.md 5): mutes, room bans, site bans, restoring messages,
-reports, and the moderation log every one of them appends to.
+"""Moderation writes (PROTOCOL.md 5): mutes, room bans, site bans, restoring messages and
+reports, each appending to the moderation log (services.log).
 
 Each function checks its rule in ``chat.rules``, stores in one transaction, logs in that
 same transaction, and announces on commit. Every door (REST, socket, admin) calls these,
@@ -19,8 +19,7 @@ from django.utils.module_loading import import_string
 from .. import protocol, realtime, rules
 from ..models import Membership, Message, Mute, Report, Room, RoomBan, SiteBan, SiteBanKey
 from ..protocol import ChatError
-from .log import REASON_MAX, Action, moderation_log_write
-from .log import name_of as _name
+from .log import REASON_MAX, Action, moderation_log_write, name_of as _name
 from .messages import _message_locked, _next_seq, _record_event, message_delete
 
 
