@@ -128,14 +128,14 @@ def _distinct_users(users: Iterable) -> list:
 
 def _mute(request):
     def apply(target: RoomTarget, until, reason):
-        access = rules.admin_room_access(user=request.user, room=target.room)
+        access = rules.room_access(user=request.user, door=rules.Door.ADMIN, room=target.room)
         services.mute_set(access=access, actor=request.user, user=target.user, until=until, reason=reason)
     return apply
 
 
 def _room_ban(request):
     def apply(target: RoomTarget, until, reason):
-        access = rules.admin_room_access(user=request.user, room=target.room)
+        access = rules.room_access(user=request.user, door=rules.Door.ADMIN, room=target.room)
         services.room_ban_set(access=access, actor=request.user, user=target.user, until=until, reason=reason)
     return apply
 
@@ -159,7 +159,7 @@ class RoomAdmin(ModeratorAdmin):
 
     def _set_locked(self, request, queryset, locked: bool, done: str) -> None:
         def call(room):
-            access = rules.admin_room_access(user=request.user, room=room)
+            access = rules.room_access(user=request.user, door=rules.Door.ADMIN, room=room)
             services.room_update(access=access, locked=locked, actor=request.user)
         self.run(request, queryset, call, done=done)
 
@@ -246,7 +246,7 @@ class MessageAdmin(ModeratorAdmin):
                   permissions=["moderate"])
     def delete_messages(self, request, queryset):
         self.run(request, queryset,
-                 lambda m: services.message_delete(message_id=m.pk, user=request.user, admin=True), done="Deleted")
+                 lambda m: services.message_delete(message_id=m.pk, user=request.user, door=rules.Door.ADMIN), done="Deleted")
 
     @admin.action(description="Restore the selected deleted messages", permissions=["moderate"])
     def restore_messages(self, request, queryset):
@@ -305,7 +305,7 @@ class RestrictionAdmin(ModeratorAdmin):
 
     def _lift(self, request, queryset):
         def call(restriction):
-            access = rules.admin_room_access(user=request.user, room=restriction.room)
+            access = rules.room_access(user=request.user, door=rules.Door.ADMIN, room=restriction.room)
             self.lift_service(access=access, actor=request.user, user=restriction.user)
         self.run(request, queryset, call, done=self.lift_done)
 

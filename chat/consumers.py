@@ -25,7 +25,7 @@ FLOOD_LIMIT = 10  # rate_limited replies within the window before closing with 4
 
 
 def _join_room(*, user, slug: str):
-    access = rules.room_access(user=user, slug=slug)
+    access = rules.room_access(user=user, slug=slug, door=rules.Door.SOCKET)
     services.room_join(access=access, user=user)
     return access.room
 
@@ -258,10 +258,12 @@ class ChatConsumer(AsyncConsumer):
         }
 
     async def frame_edit(self, frame):
-        await db_call(services.message_edit)(message_id=frame["id"], user=self.user, body=frame["body"])
+        await db_call(services.message_edit)(
+            message_id=frame["id"], user=self.user, body=frame["body"], door=rules.Door.SOCKET
+        )
 
     async def frame_delete(self, frame):
-        await db_call(services.message_delete)(message_id=frame["id"], user=self.user)
+        await db_call(services.message_delete)(message_id=frame["id"], user=self.user, door=rules.Door.SOCKET)
 
     async def frame_typing(self, frame):
         room = self._joined(frame["room"])
@@ -272,7 +274,7 @@ class ChatConsumer(AsyncConsumer):
     async def frame_read(self, frame):
         room = self._joined(frame["room"])
         await db_call(services.read_mark)(
-            room=room, user=self.user, seq=frame["seq"], origin=self.socket_id
+            room=room, user=self.user, seq=frame["seq"], origin=self.socket_id, door=rules.Door.SOCKET
         )
 
     async def frame_ping(self, frame):

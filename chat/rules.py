@@ -5,8 +5,9 @@ Each ``check_*`` returns nothing or raises ChatError with the PROTOCOL.md code.
 
 from __future__ import annotations
 
+import enum
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
@@ -14,10 +15,20 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from . import protocol
-from .models import Membership, Message, Mute, Room, RoomBan, SiteBan, SiteBanKey, active_until_q
+from .models import Membership, Message, Mute, Room, RoomBan, RoomEvent, SiteBan, SiteBanKey, active_until_q
 from .protocol import ChatError
 
 Role = Membership.Role
+By = RoomEvent.By
+
+
+class Door(enum.Enum):
+    """How the caller came in. Every door asks the same rules; only the admin widens one:
+    staff moderators see private rooms there (docs/decisions.md)."""
+
+    SOCKET = "socket"
+    API = "api"
+    ADMIN = "admin"
 
 
 def is_site_moderator(user) -> bool:
@@ -27,59 +38,97 @@ def is_site_moderator(user) -> bool:
 
 @dataclass(frozen=True)
 class RoomAccess:
-    """What ``user`` is in ``room`` right now."""
+    """What the caller is in ``room`` right now, and through which ``door``: the one answer
+    to "may this caller do this" for the socket, REST, the admin and the page."""
 
     room: Room
-    role: str | None
+    door: Door
+    role: Role | None
     banned: bool
     muted: bool
     site_moderator: bool
 
     @property
     def visible(self) -> bool:
-        """Private rooms exist only for their members."""
+        """Private rooms exist only for their members (and for staff moderators in the admin)."""
+        if self.door is Door.ADMIN and self.site_moderator:
+            return True
         return not self.room.private or self.role is not None
 
     @property
-    def moderates(self) -> bool:
+    def can_join(self) -> bool:
+        """Read, join and report: visible and not banned from the room."""
+        return self.visible and not self.banned
+
+    @property
+    def can_moderate(self) -> bool:
         """Owner, room moderator or staff, and not banned from the room."""
-        return not self.banned and (self.role in (Role.OWNER, Role.MODERATOR) or self.site_moderator)
+        return self.visible and not self.banned and (self.role in (Role.OWNER, Role.MODERATOR) or self.site_moderator)
+
+    @property
+    def can_post(self) -> bool:
+        """Post and edit: may join, not muted, and the room not locked (moderators excepted)."""
+        return self.can_join and not self.muted and (not self.room.locked or self.can_moderate)
+
+    @property
+    def can_grant_moderator(self) -> bool:
+        """Only the owner makes or unmakes moderators (staff too, for rooms without an owner)."""
+        return self.can_moderate and (self.role == Role.OWNER or self.site_moderator)
 
 
-def room_access(*, user, room: Room | None = None, slug: str | None = None, room_id: int | None = None) -> RoomAccess | None:
-    """Load the room (by object, slug or id) with the user's standing in one query; None if no room."""
+def _access(room: Room, *, door: Door, role: str | None, banned, muted, site_moderator: bool) -> RoomAccess:
+    return RoomAccess(
+        room=room,
+        door=door,
+        role=Role(role) if role is not None else None,
+        banned=bool(banned),
+        muted=bool(muted),
+        site_moderator=site_moderator,
+    )
+
+
+def room_access(
+    *,
+    user,
+    door: Door,
+    room: Room | None = None,
+    slug: str | None = None,
+    room_id: int | None = None,
+    lock: bool = False,
+) -> RoomAccess | None:
+    """Load the room (by object, slug or id) with the user's standing in one query; None if no room.
+
+    ``lock`` also takes the room's lock, the row lock the room's seq UPDATE takes, until the
+    transaction ends: call it so inside transaction.atomic(), before reading what the change
+    depends on.
+    """
     now = timezone.now()
     lookup = {"pk": room.pk} if room is not None else {"slug": slug} if slug is not None else {"pk": room_id}
-    found = (
-        Room.objects.filter(**lookup)
-        .annotate(
-            _role=Subquery(Membership.objects.filter(room=OuterRef("pk"), user=user).values("role")[:1]),
-            _banned=Exists(RoomBan.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
-            _muted=Exists(Mute.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
-        )
-        .first()
-    )
+    rooms = Room.objects.filter(**lookup)
+    if lock:
+        rooms = rooms.select_for_update(no_key=True, of=("self",))
+    found = rooms.annotate(
+        _role=Subquery(Membership.objects.filter(room=OuterRef("pk"), user=user).values("role")[:1]),
+        _banned=Exists(RoomBan.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
+        _muted=Exists(Mute.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
+    ).first()
     if found is None:
         return None
-    return RoomAccess(
-        room=found,
-        role=found._role,
-        banned=found._banned,
-        muted=found._muted,
-        site_moderator=is_site_moderator(user),
-    )
+    return _access(found, door=door, role=found._role, banned=found._banned, muted=found._muted,
+                   site_moderator=is_site_moderator(user))
 
 
-def room_access_many(pairs: set[tuple[int, Any]]) -> dict[tuple[int, int], RoomAccess]:
-    """room_access for many (room id, user) pairs at once: {(room id, user id): access}.
+def room_access_many(keys: set[tuple[int, Any, Door]]) -> dict[tuple[int, int, Door], RoomAccess]:
+    """room_access for many (room id, user, door) at once: {(room id, user id, door): access}.
 
     One query whatever the number of pairs, in SQL written out (the group commit asks for
     every batch, and building the equivalent ORM query costs more than running it); a
     missing room has no entry.
     """
-    if not pairs:
+    if not keys:
         return {}
-    users = {user.pk: user for _, user in pairs}
+    pairs = {(room_id, user.pk): user for room_id, user, _door in keys}
+    users = {user.pk: user for _, user, _door in keys}
     table = {model: connection.ops.quote_name(model._meta.db_table) for model in (Room, Membership, RoomBan, Mute)}
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     in_force = "x.room_id = r.id AND x.user_id = p.column2 AND (x.until IS NULL OR x.until > %s)"
@@ -91,18 +140,18 @@ def room_access_many(pairs: set[tuple[int, Any]]) -> dict[tuple[int, int], RoomA
         f" EXISTS (SELECT 1 FROM {table[Mute]} x WHERE {in_force}) AS pair_muted"
         f" FROM (VALUES {values}) AS p JOIN {table[Room]} r ON r.id = p.column1"
     )
-    params = [now, now] + [value for room_id, user in pairs for value in (room_id, user.pk)]
+    params = [now, now] + [value for pair in pairs for value in pair]
     moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
-    return {
-        (room.pk, room.pair_user): RoomAccess(
-            room=room,
-            role=room.pair_role,
-            banned=bool(room.pair_banned),
-            muted=bool(room.pair_muted),
-            site_moderator=moderators[room.pair_user],
-        )
-        for room in Room.objects.raw(sql, params)
-    }
+    rooms = {(room.pk, room.pair_user): room for room in Room.objects.raw(sql, params)}
+    accesses = {}
+    for room_id, user, door in keys:
+        room = rooms.get((room_id, user.pk))
+        if room is not None:
+            accesses[room_id, user.pk, door] = _access(
+                room, door=door, role=room.pair_role, banned=room.pair_banned, muted=room.pair_muted,
+                site_moderator=moderators[user.pk],
+            )
+    return accesses
 
 
 def check_visible(access: RoomAccess | None) -> RoomAccess:
@@ -124,7 +173,7 @@ def check_post(access: RoomAccess | None) -> RoomAccess:
     access = check_join(access)
     if access.muted:
         raise ChatError(protocol.MUTED, "You are muted in this room.")
-    if access.room.locked and not access.moderates:
+    if not access.can_post:  # what is left: the room is locked
         raise ChatError(protocol.ROOM_LOCKED, "This room is locked.")
     return access
 
@@ -141,9 +190,9 @@ def check_delete(access: RoomAccess, message: Message, user) -> str:
     """Return who deletes (`author` or `moderator`), or raise forbidden."""
     check_join(access)
     if message.author_id == user.pk:
-        return "author"
-    if access.moderates:
-        return "moderator"
+        return By.AUTHOR
+    if access.can_moderate:
+        return By.MODERATOR
     raise ChatError(protocol.FORBIDDEN, "You may not delete this message.")
 
 
@@ -153,14 +202,9 @@ def check_delete(access: RoomAccess, message: Message, user) -> str:
 def check_moderate(access: RoomAccess | None) -> RoomAccess:
     """Room settings: visible, and the user is its owner or moderator, or staff."""
     access = check_visible(access)
-    if not access.moderates:
+    if not access.can_moderate:
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner and moderators can do that.")
     return access
-
-
-def _grants_moderator(access: RoomAccess) -> bool:
-    """Only the owner makes or unmakes moderators (staff too, for rooms without an owner)."""
-    return access.role == Role.OWNER or access.site_moderator
 
 
 def check_member_set(access: RoomAccess | None, *, role: str, current_role: str | None) -> RoomAccess:
@@ -170,7 +214,7 @@ def check_member_set(access: RoomAccess | None, *, role: str, current_role: str 
         raise ChatError(protocol.INVALID, "The role must be `member` or `moderator`.")
     if current_role == Role.OWNER:
         raise ChatError(protocol.FORBIDDEN, "The owner's role cannot change.")
-    if Role.MODERATOR in (role, current_role) and role != current_role and not _grants_moderator(access):
+    if Role.MODERATOR in (role, current_role) and role != current_role and not access.can_grant_moderator:
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner grants or removes `moderator`.")
     return access
 
@@ -182,30 +226,14 @@ def check_member_remove(access: RoomAccess | None, *, is_self: bool, member_role
         raise ChatError(protocol.FORBIDDEN, "The owner cannot leave or be removed.")
     if is_self:
         return access
-    if not access.moderates:
+    if not access.can_moderate:
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner and moderators remove members.")
-    if member_role == Role.MODERATOR and not _grants_moderator(access):
+    if member_role == Role.MODERATOR and not access.can_grant_moderator:
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner removes a moderator.")
     return access
 
 
 # --- moderation (PROTOCOL.md 5) -----------------------------------------------------------
-
-
-class AdminRoomAccess(RoomAccess):
-    """Access through the Django admin: staff moderate private rooms there too (docs/decisions.md)."""
-
-    @property
-    def visible(self) -> bool:
-        return self.site_moderator or super().visible
-
-
-def admin_room_access(*, user, room: Room | None = None, room_id: int | None = None) -> AdminRoomAccess | None:
-    """room_access() for the admin's door; None if no room."""
-    access = room_access(user=user, room=room, room_id=room_id)
-    if access is None:
-        return None
-    return AdminRoomAccess(**{f.name: getattr(access, f.name) for f in fields(access)})
 
 
 def check_site_moderator(user, detail: str = "Only staff moderators can do that.") -> None:
@@ -227,7 +255,7 @@ def check_restrict(access: RoomAccess | None, *, actor, target, target_role: str
         raise ChatError(protocol.FORBIDDEN, "The room's owner cannot be muted or banned.")
     if is_site_moderator(target):
         raise ChatError(protocol.FORBIDDEN, "Staff moderators cannot be muted or banned.")
-    if target_role == Role.MODERATOR and not _grants_moderator(access):
+    if target_role == Role.MODERATOR and not access.can_grant_moderator:
         raise ChatError(protocol.FORBIDDEN, "Only the room's owner mutes or bans a moderator.")
     return access
 

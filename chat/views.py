@@ -22,11 +22,12 @@ def home(request):
 
 @login_required
 def room(request, slug):
-    access = rules.room_access(user=request.user, slug=slug)
+    access = rules.room_access(user=request.user, slug=slug, door=rules.Door.API)
     if access is None or not access.visible:
         raise Http404("No such room.")
     rooms = selectors.rooms_visible_to(user=request.user).order_by("slug")
-    return render(request, "chat/room.html", {"room": access.room, "rooms": rooms})
+    # The page learns the caller's rights here (the menu offers moderation only to moderators).
+    return render(request, "chat/room.html", {"room": access.room, "access": access, "rooms": rooms})
 
 
 def signup(request):

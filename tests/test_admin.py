@@ -13,7 +13,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from chat import services
+from chat import rules, services
 from chat.models import Membership, Message, ModerationLog, Mute, Report, Room, RoomBan, SiteBan
 from tests.conftest import open_socket, session_cookie
 from tests.factories import PASSWORD, make_user
@@ -100,7 +100,7 @@ async def test_admin_delete_sends_message_deleted_by_moderator_and_logs(admin_cl
 
 async def test_admin_restore_sends_message_edited_with_the_next_seq(admin_client, staff, user, other, ann_cookie, general):
     message = await post(general, other, "not spam after all", "r1")
-    await database_sync_to_async(services.message_delete)(message_id=message.pk, user=staff, admin=True)
+    await database_sync_to_async(services.message_delete)(message_id=message.pk, user=staff, door=rules.Door.ADMIN)
     ann = await joined(ann_cookie)
 
     await admin_action(admin_client, "message", "restore_messages", [message.pk])
@@ -394,7 +394,7 @@ async def test_the_admin_refuses_everyone_but_staff_moderators(who, user, other,
 
 def test_the_log_is_read_only_in_the_admin(admin_client, staff, general, other):
     message = services.message_post(room=general, author=other, body="x", client_id="ro")[0]
-    services.message_delete(message_id=message.pk, user=staff, admin=True)
+    services.message_delete(message_id=message.pk, user=staff, door=rules.Door.ADMIN)
     entry = ModerationLog.objects.get()
     assert admin_client.get("/admin/chat/moderationlog/").status_code == 200
     assert admin_client.get(f"/admin/chat/moderationlog/{entry.pk}/change/").status_code == 200

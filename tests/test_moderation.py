@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from chat import services
+from chat import rules, services
 from chat.models import Membership, Message, ModerationLog, Room, SiteBan
 from chat.protocol import ChatError
 from tests.api.conftest import token_client
@@ -251,7 +251,7 @@ def test_site_ban_rules(db, user):
 async def test_a_restore_replays_in_order_after_the_deletion(user, other, general):
     staff = await database_sync_to_async(make_site_moderator)()
     message = (await database_sync_to_async(services.message_post)(room=general, author=other, body="back", client_id="b"))[0]
-    await database_sync_to_async(services.message_delete)(message_id=message.pk, user=staff, admin=True)
+    await database_sync_to_async(services.message_delete)(message_id=message.pk, user=staff, door=rules.Door.ADMIN)
     restored = await database_sync_to_async(services.message_restore)(message_id=message.pk, actor=staff)
     assert not restored.deleted
     # Restoring again changes nothing and takes no seq.

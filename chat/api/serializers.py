@@ -63,7 +63,8 @@ class TokenSerializer(serializers.Serializer):
 
 
 class RoomSerializer(serializers.ModelSerializer):
-    """A room as rooms_for_user() annotates it."""
+    """A room as rooms_for_user() annotates it, with ``can_moderate`` set from the caller's
+    rules.RoomAccess (api.views._with_rights)."""
 
     role = serializers.ChoiceField(
         choices=Membership.Role.choices,
@@ -77,9 +78,15 @@ class RoomSerializer(serializers.ModelSerializer):
         "0 in a public room the caller has not joined.",
     )
 
+    can_moderate = serializers.BooleanField(
+        read_only=True,
+        help_text="Whether the caller moderates the room (owner, room moderator or staff, not banned "
+        "from it): delete others' messages, mute, ban, lock, add members.",
+    )
+
     class Meta:
         model = Room
-        fields = ["slug", "name", "topic", "private", "locked", "seq", "role", "unread"]
+        fields = ["slug", "name", "topic", "private", "locked", "seq", "role", "can_moderate", "unread"]
         read_only_fields = fields
 
 

@@ -42,12 +42,23 @@ def _access(request: Request, slug: str, check=rules.check_visible) -> rules.Roo
     """The caller's access to the room ``slug`` after ``check``; not_found for a bad slug."""
     if not services.SLUG_RE.fullmatch(slug):
         raise ChatError(protocol.NOT_FOUND, "No such room.")
-    return check(rules.room_access(user=request.user, slug=slug))
+    return check(rules.room_access(user=request.user, slug=slug, door=rules.Door.API))
+
+
+def _with_rights(request: Request, rooms) -> list:
+    """``rooms`` with ``can_moderate`` set from the caller's access to each (one query)."""
+    rooms = list(rooms)
+    keys = {(room.pk, request.user, rules.Door.API) for room in rooms}
+    accesses = rules.room_access_many(keys)
+    for room in rooms:
+        access = accesses.get((room.pk, request.user.pk, rules.Door.API))
+        room.can_moderate = access is not None and access.can_moderate
+    return rooms
 
 
 def _room(request: Request, room, *, detail: bool = False) -> dict:
-    """The room as the caller sees it (role, unread; ``online`` for the detail)."""
-    room = selectors.rooms_for_user(user=request.user).get(pk=room.pk)
+    """The room as the caller sees it (role, can_moderate, unread; ``online`` for the detail)."""
+    (room,) = _with_rights(request, [selectors.rooms_for_user(user=request.user).get(pk=room.pk)])
     if not detail:
         return s.RoomSerializer(room).data
     room.online = selectors.room_online(room_id=room.pk)
@@ -131,7 +142,7 @@ class RoomListView(APIView):
         parameters=[RETRY_AFTER],
     )
     def get(self, request: Request) -> Response:
-        rooms = selectors.rooms_for_user(user=request.user).order_by("slug")
+        rooms = _with_rights(request, selectors.rooms_for_user(user=request.user).order_by("slug"))
         return Response(s.RoomSerializer(rooms, many=True).data)
 
     @extend_schema(

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from .. import protocol, realtime, rules
 from ..models import Membership, Room
 from ..protocol import ChatError
+from .log import log_member_remove, log_room_lock, moderation_log_write  # noqa: F401
 
 # Messages and their room events (posting, group commit, edits, deletions, the rate).
 from .messages import (  # noqa: F401
@@ -99,8 +100,6 @@ def room_update(
         with transaction.atomic():
             room.save(update_fields=fields)
             if lock_changed:
-                from .moderation import log_room_lock
-
                 log_room_lock(actor=actor, room=room)
     return room
 
@@ -137,8 +136,6 @@ def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
     with transaction.atomic():
         membership.delete()
         if actor.pk != user.pk:
-            from .moderation import log_member_remove
-
             log_member_remove(actor=actor, user=user, room=access.room)
     if access.room.private:
         event = {"kick": access.room.pk, "reason": "You left the room." if actor.pk == user.pk else "You were removed."}
@@ -185,7 +182,6 @@ from .live import dm_open, read_mark  # noqa: E402,F401
 from .moderation import (  # noqa: E402,F401
     message_report,
     message_restore,
-    moderation_log_write,
     mute_lift,
     mute_set,
     report_resolve,

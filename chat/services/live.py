@@ -12,14 +12,14 @@ from ..protocol import ChatError
 DM_PREFIX = "dm-"
 
 
-def read_mark(*, room: Room, user, seq: int, origin: str | None = None) -> int:
+def read_mark(*, room: Room, user, seq: int, origin: str | None = None, door: rules.Door = rules.Door.API) -> int:
     """Move the user's read position in the room up to ``seq``; return the position.
 
     A position never moves backwards (a lower ``seq`` is ignored) and is clamped to the
     room's seq. When it moves, the user's other sockets get a `read` frame (all but
     ``origin``, the socket that said so).
     """
-    access = rules.check_join(rules.room_access(user=user, room=room))
+    access = rules.check_join(rules.room_access(user=user, room=room, door=door))
     room = access.room
     target = max(0, min(seq, room.seq))
     if access.role is None:

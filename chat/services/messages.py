@@ -21,6 +21,7 @@ from django.utils import timezone
 from .. import protocol, realtime, rules
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
+from .log import log_message_delete
 
 _PRUNE_EVERY = 100
 
@@ -164,18 +165,20 @@ class Post:
     author: Any
     body: str
     client_id: str
+    door: rules.Door = rules.Door.SOCKET  # the group commit (chat.batching) is the socket's
+
 
 
 PostResult = tuple[Message, bool] | ChatError
 
 
-def message_post(*, room: Room, author, body: str, client_id: str) -> tuple[Message, bool]:
+def message_post(*, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API) -> tuple[Message, bool]:
     """Store a message and broadcast it; return (message, created).
 
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
-    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id)])[0]
+    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id, door=door)])[0]
     if isinstance(result, ChatError):
         raise result
     return result
@@ -199,7 +202,7 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
         except ChatError as error:
             results[i] = error
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
-    accesses = rules.room_access_many({(p.room.pk, p.author) for p, r in zip(posts, results) if r is None})
+    accesses = rules.room_access_many({(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None})
     rate, now = post_rate(), timezone.now()
     recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
     first_index: dict[tuple[int, str], int] = {}
@@ -217,7 +220,7 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
             continue
         try:
             # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
-            room = rules.check_post(accesses.get((post.room.pk, post.author.pk))).room
+            room = rules.check_post(accesses.get((post.room.pk, post.author.pk, post.door))).room
             body = validate_body(post.body)
             if rate is not None:
                 check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
@@ -300,21 +303,39 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -
     return stored
 
 
-def _message_for_update(message_id: int, user, *, admin: bool = False) -> tuple[Message, rules.RoomAccess]:
-    message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
-    room_access = rules.admin_room_access if admin else rules.room_access
-    access = room_access(user=user, room=message.room) if message is not None else None
-    if message is None or access is None or not access.visible:
+def _message_locked(*, message_id: int, user, door: rules.Door) -> tuple[Message, rules.RoomAccess]:
+    """The message and the caller's access to its room, both read under the room's lock.
+
+    Should be called inside transaction.atomic(): the lock (the row lock _next_seq takes) is
+    held until commit, so no other change to the room can come between these reads and the
+    caller's write, and a caller that decides "no change" has taken no seq. Raise not_found
+    if there is no such message or its room does not exist for the caller.
+    """
+    # A message never changes rooms, so its room can be read before the lock.
+    room_id = Message.objects.filter(pk=message_id).values_list("room_id", flat=True).first()
+    access = rules.room_access(user=user, room_id=room_id, door=door, lock=True) if room_id is not None else None
+    # "of": lock the message row alone; its author's row must stay free for their other posts.
+    message = (
+        Message.objects.select_for_update(of=("self",)).select_related("author").filter(pk=message_id).first()
+        if access is not None and access.visible
+        else None
+    )
+    if message is None:
         raise ChatError(protocol.NOT_FOUND, "No such message.")
+    message.room = access.room
     return message, access
 
 
-def message_edit(*, message_id: int, user, body: str) -> Message:
-    """The author replaces the body; broadcasts `message.edited`."""
-    message, access = _message_for_update(message_id, user)
-    rules.check_edit(access, message, user)
-    body = validate_body(body)
+def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.Door.API) -> Message:
+    """The author replaces the body; broadcasts `message.edited`.
+
+    Who may edit and whether the message still stands are decided under the room's lock:
+    an edit that loses a race with a deletion answers not_found and announces nothing.
+    """
     with transaction.atomic():
+        message, access = _message_locked(message_id=message_id, user=user, door=door)
+        rules.check_edit(access, message, user)
+        body = validate_body(body)
         seq = _next_seq(message.room_id)
         message.body = body
         message.edited_at = timezone.now()
@@ -323,24 +344,22 @@ def message_edit(*, message_id: int, user, body: str) -> Message:
     return message
 
 
-def message_delete(*, message_id: int, user, admin: bool = False, reason: str = "") -> Message:
+def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, reason: str = "") -> Message:
     """Soft-delete (author, room moderator or staff); broadcasts `message.deleted`.
 
-    Deleting a deleted message changes nothing and announces nothing. A moderator's
-    deletion is written to the moderation log with ``reason``; ``admin`` is the Django
-    admin's door, where staff act in private rooms too.
+    Deleting a deleted message changes nothing, announces nothing and takes no seq (of two
+    deletions at once, one makes the change). A moderator's deletion is written to the
+    moderation log with ``reason``; through Door.ADMIN staff act in private rooms too.
     """
-    message, access = _message_for_update(message_id, user, admin=admin)
-    by = rules.check_delete(access, message, user)
-    if message.deleted:
-        return message
     with transaction.atomic():
+        message, access = _message_locked(message_id=message_id, user=user, door=door)
+        by = rules.check_delete(access, message, user)
+        if message.deleted:
+            return message
         seq = _next_seq(message.room_id)
         message.deleted = True
         message.save(update_fields=["deleted"])
         _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
         if by == RoomEvent.By.MODERATOR:
-            from .moderation import log_message_delete
-
             log_message_delete(actor=user, message=message, reason=reason)
     return message

@@ -1,5 +1,5 @@
-"""Moderation writes (PROTOCOL.md 5): mutes, room bans, site bans, restoring messages,
-reports, and the moderation log every one of them appends to.
+"""Moderation writes (PROTOCOL.md 5): mutes, room bans, site bans, restoring messages and
+reports, each appending to the moderation log (services.log).
 
 Each function checks its rule in ``chat.rules``, stores in one transaction, logs in that
 same transaction, and announces on commit. Every door (REST, socket, admin) calls these,
@@ -17,42 +17,10 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .. import protocol, realtime, rules
-from ..models import Membership, Message, ModerationLog, Mute, Report, Room, RoomBan, SiteBan, SiteBanKey
+from ..models import Membership, Message, Mute, Report, Room, RoomBan, SiteBan, SiteBanKey
 from ..protocol import ChatError
-from .messages import _next_seq, _record_event
-
-Action = ModerationLog.Action
-REASON_MAX = 500
-
-
-# --- the log ----------------------------------------------------------------------------
-
-
-def _name(user) -> str:
-    return getattr(user, "username", None) or "someone"
-
-
-def moderation_log_write(
-    *,
-    actor,
-    action: str,
-    summary: str,
-    target_user=None,
-    message: Message | None = None,
-    room: Room | None = None,
-    reason: str = "",
-) -> ModerationLog:
-    """Append one entry to the moderation log. Call it inside the action's transaction,
-    so an action and its entry are stored together or not at all."""
-    return ModerationLog.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
-        action=action,
-        target_user=target_user,
-        message=message,
-        room=room if room is not None else (message.room if message is not None else None),
-        reason=reason[:REASON_MAX],
-        summary=summary[:500],
-    )
+from .log import REASON_MAX, Action, moderation_log_write, name_of as _name
+from .messages import _message_locked, _next_seq, _record_event, message_delete
 
 
 # --- validation -------------------------------------------------------------------------
@@ -220,16 +188,15 @@ def site_ban_lift(*, actor, user) -> None:
 
 
 def message_restore(*, message_id: int, actor, reason: str = "") -> Message:
-    """Staff undo a deletion: the message shows again, announced as `message.edited` with
-    the room's next seq. Restoring a message that is not deleted changes nothing."""
+    """Staff undo a deletion (in the admin): the message shows again, announced as
+    `message.edited` with the room's next seq. Restoring a message that is not deleted
+    changes nothing and takes no seq (of two restores at once, one makes the change)."""
     rules.check_site_moderator(actor, "Only staff moderators restore messages.")
     reason = validate_reason(reason)
-    message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
-    if message is None:
-        raise ChatError(protocol.NOT_FOUND, "No such message.")
-    if not message.deleted:
-        return message
     with transaction.atomic():
+        message, _access = _message_locked(message_id=message_id, user=actor, door=rules.Door.ADMIN)
+        if not message.deleted:
+            return message
         seq = _next_seq(message.room_id)
         message.deleted = False
         message.save(update_fields=["deleted"])
@@ -241,39 +208,18 @@ def message_restore(*, message_id: int, actor, reason: str = "") -> Message:
     return message
 
 
-def log_message_delete(*, actor, message: Message, reason: str = "") -> None:
-    """The log entry of a moderator's deletion (message_delete calls it in its transaction)."""
-    moderation_log_write(
-        actor=actor, action=Action.MESSAGE_DELETE, target_user=message.author, message=message, reason=reason,
-        summary=f"{_name(actor)} deleted message #{message.pk} by {_name(message.author)} in {message.room.slug}",
-    )
-
-
-def log_room_lock(*, actor, room: Room) -> None:
-    """The log entry of locking or unlocking (room_update calls it in its transaction)."""
-    action = Action.ROOM_LOCK if room.locked else Action.ROOM_UNLOCK
-    verb = "locked" if room.locked else "unlocked"
-    moderation_log_write(actor=actor, action=action, room=room, summary=f"{_name(actor)} {verb} {room.slug}")
-
-
-def log_member_remove(*, actor, user, room: Room) -> None:
-    """The log entry of removing someone else from a room (member_remove calls it)."""
-    moderation_log_write(
-        actor=actor, action=Action.MEMBER_REMOVE, target_user=user, room=room,
-        summary=f"{_name(actor)} removed {_name(user)} from {room.slug}",
-    )
-
-
 # --- reports ----------------------------------------------------------------------------
 
 
-def message_report(*, message_id: int, reporter, reason: str = "") -> tuple[Report, bool]:
+def message_report(
+    *, message_id: int, reporter, reason: str = "", door: rules.Door = rules.Door.API
+) -> tuple[Report, bool]:
     """Report a message to the moderators; return (report, created).
 
     Reporting a message again while the first report is open returns that report.
     """
     message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
-    access = rules.room_access(user=reporter, room=message.room) if message is not None else None
+    access = rules.room_access(user=reporter, room=message.room, door=door) if message is not None else None
     if message is None or access is None or not access.visible:
         raise ChatError(protocol.NOT_FOUND, "No such message.")
     rules.check_report(access, message, reporter)
@@ -292,19 +238,26 @@ def message_report(*, message_id: int, reporter, reason: str = "") -> tuple[Repo
 def report_resolve(*, report_id: int, actor, hide: bool) -> Report:
     """Resolve a report, and every other open report of the same message, by hiding the
     message (a moderator's deletion: `message.deleted` with `"by": "moderator"`) or by
-    dismissing it. A resolved report stays as it was."""
-    from .messages import message_delete
+    dismissing it. A resolved report stays as it was (of two resolves at once, one acts).
 
+    Locks in the order every change to a message takes them: the room, the message, then
+    the message's reports.
+    """
     rules.check_site_moderator(actor, "Only staff moderators resolve reports.")
-    report = Report.objects.select_related("message__room", "message__author").filter(pk=report_id).first()
-    if report is None:
+    message_id = Report.objects.filter(pk=report_id).values_list("message_id", flat=True).first()
+    if message_id is None:
         raise ChatError(protocol.NOT_FOUND, "No such report.")
-    if report.status != Report.Status.OPEN:
-        return report
-    message = report.message
     with transaction.atomic():
+        message, _access = _message_locked(message_id=message_id, user=actor, door=rules.Door.ADMIN)
+        reports = Report.objects.select_for_update().filter(message_id=message_id).order_by("pk")
+        report = next((r for r in reports if r.pk == report_id), None)
+        if report is None:
+            raise ChatError(protocol.NOT_FOUND, "No such report.")
+        if report.status != Report.Status.OPEN:
+            return report
         if hide:
-            message_delete(message_id=message.pk, user=actor, admin=True, reason=f"report #{report.pk}: {report.reason}")
+            message_delete(message_id=message.pk, user=actor, door=rules.Door.ADMIN,
+                           reason=f"report #{report.pk}: {report.reason}")
         status = Report.Status.HIDDEN if hide else Report.Status.DISMISSED
         Report.objects.filter(message=message, status=Report.Status.OPEN).update(
             status=status, resolved_by=actor, resolved_at=timezone.now()

@@ -1,9 +1,10 @@
 """Rooms: list, create, detail, PATCH (/api/v1/rooms/…)."""
 
 import pytest
+from django.test import Client
 
 from chat import rules, services
-from chat.models import Membership, Room
+from chat.models import Membership, Room, RoomBan
 from tests.api.conftest import session_client
 from tests.factories import make_room
 
@@ -27,13 +28,13 @@ def test_list_items_carry_the_documented_fields(ann, room):
     lobby = next(r for r in ann.get("/api/v1/rooms/").json() if r["slug"] == "lobby")
     assert lobby == {
         "slug": "lobby", "name": "lobby", "topic": "", "private": False, "locked": False,
-        "seq": 0, "role": "owner", "unread": 0,
+        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0,
     }
 
 
 def test_unread_counts_undeleted_messages_by_others_above_the_read_position(ann, user, other, room, settings):
     settings.CHAT_POST_RATE = "0"
-    services.room_join(access=rules.room_access(user=other, room=room), user=other)
+    services.room_join(access=rules.room_access(user=other, room=room, door=rules.Door.API), user=other)
     services.message_post(room=room, author=user, body="mine", client_id="a1")  # own: not unread
     ids = [services.message_post(room=room, author=other, body=f"m{i}", client_id=f"b{i}")[0].pk for i in range(4)]
     services.message_delete(message_id=ids[0], user=other)  # deleted: not unread
@@ -63,7 +64,7 @@ def test_create_makes_the_caller_owner(ann, user):
     assert response.status_code == 201
     assert response.json() == {
         "slug": "dev-team", "name": "Dev team", "topic": "", "private": True, "locked": False,
-        "seq": 0, "role": "owner", "unread": 0,
+        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0,
     }
     room = Room.objects.get(slug="dev-team")
     assert room.owner == user
@@ -183,3 +184,27 @@ def test_patch_unauthenticated_is_401_and_without_csrf_403(anon, user, room):
     assert session_client(user).patch("/api/v1/rooms/lobby/", {"locked": True}, format="json").status_code == 403
     room.refresh_from_db()
     assert not room.locked
+
+
+def test_can_moderate_tells_each_caller_their_rights(ann, bob, user, other, room):
+    """Owner yes; member no; a room moderator yes until banned; the page gets the same answer."""
+
+    def rights(client, slug="lobby"):
+        listed = next(r for r in client.get("/api/v1/rooms/").json() if r["slug"] == slug)
+        detail = client.get(f"/api/v1/rooms/{slug}/").json()
+        assert listed["can_moderate"] == detail["can_moderate"]
+        return listed["role"], detail["can_moderate"]
+
+    def page(member):
+        browser = Client()
+        browser.force_login(member)
+        return browser.get("/rooms/lobby/").content.decode()
+
+    assert rights(ann) == ("owner", True)
+    assert rights(bob) == (None, False)
+    assert 'data-can-moderate="false"' in page(other) and 'data-can-moderate="true"' in page(user)
+    Membership.objects.create(room=room, user=other, role=Membership.Role.MODERATOR)
+    assert rights(bob) == ("moderator", True)
+    assert 'data-can-moderate="true"' in page(other)
+    RoomBan.objects.create(room=room, user=other)
+    assert bob.get("/api/v1/rooms/lobby/").json()["can_moderate"] is False

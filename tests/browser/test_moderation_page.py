@@ -23,6 +23,8 @@ def open_menu(page: Page, text: str) -> None:
 def test_a_member_reports_a_message_and_cannot_delete_it(browsing: Browsing, ann_cookie, bob_cookie):
     bob = browsing.page(session=bob_cookie)
     ann = browsing.page(session=ann_cookie)
+    probes = []
+    ann.on("request", lambda request: "/mutes/" in request.url and probes.append(request.url))
     open_room(bob)
     open_room(ann)
     say(bob, "something nasty")
@@ -38,6 +40,7 @@ def test_a_member_reports_a_message_and_cannot_delete_it(browsing: Browsing, ann
     report = in_db_thread(lambda: Report.objects.select_related("reporter", "message").get())
     assert (report.reporter.username, report.reason, report.message.body) == ("ann", "insulting", "something nasty")
     assert browsing.page_errors == []
+    assert probes == []  # the page knows ann's rights; it asks no moderators-only endpoint
 
 
 def test_a_room_moderator_deletes_and_bans_from_the_menu(browsing: Browsing, user, other, ann_cookie, bob_cookie):

@@ -35,21 +35,12 @@ async function call(method, url, body = undefined) {
   throw new Error(detail);
 }
 
-/** Whether the user moderates the room: only moderators may list its mutes. */
-async function moderates(slug) {
-  try {
-    const response = await fetch(`/api/v1/rooms/${encodeURIComponent(slug)}/mutes/`,
-      { credentials: "same-origin", headers: { Accept: "application/json" } });
-    return response.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-export function setupMessageMenu({ root, slug, me }) {
+/**
+ * `canModerate`: whether the user moderates the room, as the server computed it for the page
+ * (the room's `can_moderate` in the REST API); the server still checks every action.
+ */
+export function setupMessageMenu({ root, slug, me, canModerate = false }) {
   if (typeof HTMLElement.prototype.showPopover !== "function") return;
-  let isModerator = false;
-  moderates(slug).then((yes) => { isModerator = yes; });
 
   const menu = h("div", { class: "msg-menu", popover: "auto", role: "menu", "aria-label": "Message actions" });
   const dialog = h("dialog", { class: "msg-dialog", "aria-labelledby": "msg-dialog-title" });
@@ -128,7 +119,7 @@ export function setupMessageMenu({ root, slug, me }) {
         },
       })));
     }
-    if (mine || isModerator) {
+    if (mine || canModerate) {
       items.push(item("Delete", () => ask({
         title: mine ? "Delete your message?" : `Delete ${author}'s message for everyone?`,
         action: "Delete",
@@ -136,7 +127,7 @@ export function setupMessageMenu({ root, slug, me }) {
         submit: () => call("DELETE", `/api/v1/messages/${id}/`),
       }), { danger: true }));
     }
-    if (!mine && isModerator) {
+    if (!mine && canModerate) {
       const room = `/api/v1/rooms/${encodeURIComponent(slug)}/`;
       for (const [action, title, path, verb] of [
         ["Mute", `Mute ${author}`, "mutes/", "muted"],

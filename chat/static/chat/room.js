@@ -226,7 +226,7 @@ document.querySelector(".room-nav [aria-current]")?.scrollIntoView({ block: "nea
 startTicker(chat);
 const refreshBadges = watchUnreadBadges({ skip: slug });
 setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnline(username) });
-setupMessageMenu({ root: $("messages"), slug, me });
+setupMessageMenu({ root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true" });
 
 socket.connect(); // the handshake overlaps the history request
 const since = await loadLatest();
