@@ -210,7 +210,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Chat API",
     "VERSION": "1",
-    "DESCRIPTION": "REST API v1 of the chat (PROTOCOL.md 4). Authenticate with the session "
+    "DESCRIPTION": "REST API v1 of the chat (docs/protocol.md, REST API). Authenticate with the session "
     "(CSRF token on unsafe methods) or `Authorization: Token <key>` from POST /api/v1/auth/token/.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -15,7 +15,7 @@ MAX_ID = 2**63 - 1  # ids and seqs are 64-bit
 
 MESSAGE_SCHEMA = {
     "type": "object",
-    "description": "MESSAGE, the one JSON shape of a message (PROTOCOL.md 3.2). "
+    "description": "MESSAGE, the one JSON shape of a message (docs/protocol.md, MESSAGE). "
     "A deleted message keeps its id and seq, has `deleted: true` and an empty body.",
     "properties": {
         "id": {"type": "integer", "format": "int64"},
@@ -39,7 +39,7 @@ MESSAGE_SCHEMA = {
 
 ERROR_SCHEMA = {
     "type": "object",
-    "description": "An error. `code` is the WebSocket error code where one applies (PROTOCOL.md 3.4).",
+    "description": "An error. `code` is the WebSocket error code where one applies (docs/protocol.md, Errors).",
     "properties": {
         "detail": {"type": "string"},
         "code": {

@@ -243,7 +243,7 @@ class RoomMessagesView(APIView):
         operation_id="rooms_messages_list",
         parameters=[SLUG, s.HistoryQuerySerializer, RETRY_AFTER],
         responses={200: HISTORY_PAGE, **errors(*COMMON)},
-        description="History, keyset-paginated on seq; results in ascending seq (PROTOCOL.md 4).",
+        description="History, keyset-paginated on seq; results in ascending seq (docs/protocol.md, REST API).",
     )
     def get(self, request: Request, slug: str) -> Response:
         access = _access(request, slug, rules.check_join)
