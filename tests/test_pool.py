@@ -11,6 +11,8 @@ concurrent REST requests and 1,000 sockets).
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -20,10 +22,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from rest_framework.authtoken.models import Token
 
-from tests.servers import servers
+from tests.servers import ROOT, servers
 from tests.servers import test_database_url as database_url
-
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 POOL = 6
 REQUESTS = int(os.environ.get("CHAT_POOL_TEST_REQUESTS", "200"))
@@ -38,10 +38,35 @@ LOAD_ENV = {
 }
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _postgresql():
     if connection.vendor != "postgresql":
         pytest.skip("counts PostgreSQL connections in pg_stat_activity; SQLite has no connections to count")
+
+
+def _database_settings(**env) -> dict:
+    """settings.DATABASES["default"] of a fresh interpreter with ``env`` (no connection made)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("CHAT_DB_", "DATABASE_"))}
+    environment.update(DJANGO_SETTINGS_MODULE="chatproject.settings", DATABASE_URL="postgres://u@h:5432/d", **env)
+    code = "import django, json; django.setup(); from django.conf import settings; print(json.dumps(settings.DATABASES['default'], default=str))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_postgresql_gets_a_pool_sized_from_the_environment_and_no_persistent_connections():
+    db = _database_settings(CHAT_DB_POOL_SIZE="7", CHAT_DB_POOL_TIMEOUT="2.5")
+    assert db["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
+    assert db["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 7, "timeout": 2.5, "name": "chat"}
+    size = _database_settings()["OPTIONS"]["pool"]["max_size"]
+    # Six workers and a background process fit in max_connections=100 less 3 reserved, with
+    # ten to spare (psql, migrations, monitoring).
+    assert 6 * size + size + 10 <= 97, size
+
+
+def test_a_pool_size_of_zero_turns_the_pool_off():
+    db = _database_settings(CHAT_DB_POOL_SIZE="0")
+    assert "pool" not in db["OPTIONS"] and db["CONN_MAX_AGE"] == 0
 
 
 @pytest.fixture
@@ -136,6 +161,9 @@ async def _open_sockets(server, tokens: list[str], count: int) -> list:
     return opened
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.processes
+@pytest.mark.usefixtures("_postgresql")
 async def test_one_process_under_load_holds_at_most_its_pool(tokens, tmp_path):
     """200 concurrent REST requests with 1,000 sockets open keep the process within
     CHAT_DB_POOL_SIZE connections, during the load and after it."""
@@ -171,6 +199,9 @@ async def test_one_process_under_load_holds_at_most_its_pool(tokens, tmp_path):
     assert after <= POOL
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.processes
+@pytest.mark.usefixtures("_postgresql")
 async def test_a_request_starved_of_a_connection_answers_503_unavailable(tokens, tmp_path):
     """With one connection and a short wait, concurrent requests that get none answer
     503 `unavailable`; the rest succeed; none answers 500."""
