@@ -177,8 +177,12 @@ async def test_one_process_under_load_holds_at_most_its_pool(tokens, tmp_path):
     sockets = []
     try:
         with servers(1, redis_url=None, log_dir=tmp_path, extra_env=env) as (server,):
+            loop = asyncio.get_running_loop()
+            began = loop.time()
             sockets = await _open_sockets(server, tokens, SOCKETS)
+            opened = loop.time()
             answers = await _requests(server.port, tokens, REQUESTS)
+            requested = loop.time()
             # Each socket posts once too: the group commit's connection comes from the pool.
             for i, ws in enumerate(sockets):
                 await ws.send(json.dumps({"type": "send", "room": "general", "body": f"s{i}", "client_id": f"s{i}"}))
@@ -188,7 +192,8 @@ async def test_one_process_under_load_holds_at_most_its_pool(tokens, tmp_path):
             await watcher
             after = await asyncio.to_thread(backends.count)
             statuses = sorted({status for status, _ in answers + second})
-            print(f"connections: peak {backends.peak} during the load, {after} after; pool {POOL}; statuses {statuses}")
+            print(f"connections: peak {backends.peak} during the load, {after} after; pool {POOL}; statuses {statuses}; "
+                  f"{SOCKETS} sockets in {opened - began:.1f} s, {REQUESTS} requests in {requested - opened:.1f} s")
             for ws in sockets:
                 await ws.close()
     finally:

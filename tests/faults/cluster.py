@@ -2,7 +2,8 @@
 front of the test database (so the database can be cut), N Daphne workers started with
 deploy/worker, and nginx with deploy/nginx/'s configuration in front of them.
 
-Every process is a child of the test, on spare loopback ports, and is stopped on exit;
+Every process is a child of the test started through the process harness (harness/), on
+spare loopback ports, and is stopped on exit;
 nothing here touches the machine's shared Redis or PostgreSQL beyond the test database.
 """
 
