@@ -45,7 +45,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import loadgen
@@ -130,16 +129,9 @@ loadgen.server_cpu_seconds = group_cpu_seconds
 # --- counters: the project's /metrics and Redis's INFO -----------------------------------------
 
 
-def scrape(port: int) -> dict[str, float]:
-    """The chat_* samples of one project process (Prometheus text format)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith("chat_"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-    return out
+def scrape(server: Server) -> dict[str, float]:
+    """The chat_* samples of one project process (its /metrics)."""
+    return {key: value for key, value in server.process.metrics().items() if key.startswith("chat_")}
 
 
 def total(sample: dict[str, float], name: str) -> float:
@@ -299,7 +291,7 @@ class Cluster:
     def metrics(self) -> list[dict[str, float]] | None:
         if self.kind != "project":
             return None
-        return [scrape(s.port) for s in self.servers]
+        return [scrape(s) for s in self.servers]
 
     async def connect(self, rooms: list[str], tally: Tally) -> list[loadgen.Peer]:
         """Peer i joins rooms[i] on process (i // len(set(rooms))) mod K, with token i."""

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from loadgen import Target
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # the process harness (harness/), a top-level package of this checkout
+import harness  # noqa: E402
+
 PY = sys.executable
 PROJECT = ROOT  # the project under test; --project points elsewhere (a snapshot of a commit)
 ASGI_SERVER = "daphne"  # the project's server; --asgi uvicorn tries another
@@ -29,111 +30,81 @@ PROJECT_ENV = {
     "DJANGO_LOG_LEVEL": "WARNING",
 }
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def daphne(app: str, port: int) -> list[str]:
-    return [PY, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=1024", app]
-
-
-def uvicorn(port: int) -> list[str]:
-    """The project under uvicorn as deploy/worker starts it (CHAT_SERVER=uvicorn), less pings and proxy."""
+def uvicorn_flags() -> list[str]:
+    """uvicorn as deploy/worker starts it (CHAT_SERVER=uvicorn), less pings and proxy."""
     serving = PROJECT / "chat" / "serving.py"
     # The project's protocol class where the measured checkout has it (an older commit: uvicorn's own).
     ws = "chat.serving:WebSocketProtocol" if "class WebSocketProtocol" in serving.read_text() else "websockets-sansio"
-    return [PY, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--ws", ws, "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--backlog", "1024",
+    return ["--ws", ws, "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
+
+
+def config(kind: str, out: Path, *, db_url: str | None = None, redis_url: str | None = None,
+           asgi: str | None = None, wrap: list[str] = (), name: str | None = None) -> harness.Config:
+    """The harness config of one server: ``kind`` "bare" (bench/reference/bare_ws.py),
+    "tutorial" (the Channels tutorial) or a project kind (the project at PROJECT on
+    ``db_url``); ``redis_url``: channels-redis at that URL instead of the in-memory layer."""
+    name = name or f"server-{kind}"
+    if kind == "bare":
+        return harness.Config("command", command=lambda port: [PY, str(BENCH / "reference" / "bare_ws.py"), str(port)],
+                              wrap=wrap, health=None, settle=0.5, start_timeout=60, name=name)
+    if kind == "tutorial":
+        env = {"DJANGO_SETTINGS_MODULE": "mysite.settings", "TUTORIAL_DB": str(out / "tutorial.sqlite3")}
+        if redis_url:
+            env["TUTORIAL_REDIS_URL"] = redis_url
+        return harness.Config("daphne", app="mysite.asgi:application", cwd=BENCH / "reference" / "tutorial", env=env,
+                              wrap=wrap, health=None, settle=1.0, start_timeout=60, name=name)
+    server = asgi or ASGI_SERVER
+    return harness.Config(
+        server, flags=uvicorn_flags() if server == "uvicorn" else [], cwd=PROJECT, wrap=wrap, start_timeout=60, name=name,
+        # One process: the in-memory layer; several: channels-redis.
+        database_url=db_url, env={**PROJECT_ENV, "REDIS_URL": redis_url or None},
+    )
 
 
 class Server:
     def __init__(self, kind: str, out: Path, *, db_url: str | None = None, tokens: list[str] | None = None,
                  profile: Path | None = None, redis_url: str | None = None, log_name: str | None = None,
                  asgi: str | None = None):
-        """``redis_url`` (bench/scaleout.py): the project, or the tutorial, on channels-redis at
-        that URL instead of the in-memory layer; ``log_name`` names the log file in ``out``;
-        ``asgi`` the project's server (default ASGI_SERVER)."""
+        """One server of ``kind`` (see config()), started and ready; ``log_name`` names its
+        log in ``out``; ``profile``: run it under py-spy, which writes that file."""
         self.kind = kind
-        self.port = free_port()
-        env = {**os.environ}
-        if kind == "bare":
-            cmd, cwd = [PY, str(BENCH / "reference" / "bare_ws.py"), str(self.port)], ROOT
-        elif kind == "tutorial":
-            cwd = BENCH / "reference" / "tutorial"
-            cmd = daphne("mysite.asgi:application", self.port)
-            env.update(DJANGO_SETTINGS_MODULE="mysite.settings", TUTORIAL_DB=str(out / "tutorial.sqlite3"))
-            if redis_url:
-                env["TUTORIAL_REDIS_URL"] = redis_url
-        else:
-            cwd = PROJECT
-            if (asgi or ASGI_SERVER) == "uvicorn":
-                cmd = uvicorn(self.port)
-            else:
-                cmd = daphne("chatproject.asgi:application", self.port)
-            env.update(PROJECT_ENV, DATABASE_URL=db_url)
-            env.pop("REDIS_URL", None)  # one process: the in-memory layer
-            if redis_url:
-                env["REDIS_URL"] = redis_url  # several processes: channels-redis
+        wrap = []
         if profile is not None:
             # py-spy starts the server (attaching to a running pyenv Python fails here) and
             # samples without stopping it (--nonblocking), every thread, idle ones too.
             spy = str(Path(PY).parent / "py-spy")
-            cmd = [spy, "record", "--nonblocking", "--threads", "--idle", "-r", "200", "-f", "raw", "-o", str(profile),
-                   "--", *cmd]
-        self.log = out / (log_name or f"server-{kind}.log")
-        self.process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
-        pid = self.process.pid
-        if profile is not None:
-            pid = self._child_pid()
+            wrap = [spy, "record", "--nonblocking", "--threads", "--idle", "-r", "200", "-f", "raw", "-o", str(profile), "--"]
+        name = log_name.removesuffix(".log") if log_name else None
+        self.process = harness.Process(config(kind, out, db_url=db_url, redis_url=redis_url, asgi=asgi, wrap=wrap,
+                                              name=name), out)
+        self.port, self.log = self.process.port, self.process.log
+        self.process.start()
+        pid = self._child_pid() if profile is not None else self.process.pid
         self.target = Target(kind="bare" if kind == "bare" else "tutorial" if kind == "tutorial" else "project",
                              port=self.port, pid=pid, tokens=tokens or [])
-        self._wait_ready()
+        self.process.wait_healthy()
 
     def _child_pid(self) -> int:
         deadline = time.monotonic() + 10
+        pid = self.process.pid
         while time.monotonic() < deadline:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             if children:
                 return int(children[0])
             time.sleep(0.05)
         raise RuntimeError("py-spy started no server")
 
-    def _wait_ready(self) -> None:
-        url = f"http://127.0.0.1:{self.port}/healthz"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {self.log.read_text()[-2000:]}")
-            try:
-                if self.target.kind == "project":
-                    with urllib.request.urlopen(url, timeout=2) as response:
-                        if response.status == 200:
-                            return
-                else:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        time.sleep(0.5 if self.kind == "bare" else 1.0)
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{self.kind} did not start: {self.log.read_text()[-2000:]}")
-
     def stop(self) -> None:
         if self.target.pid != self.process.pid:  # under py-spy: stop the server, py-spy writes its file
             os.kill(self.target.pid, 15)
             try:
-                self.process.wait(30)
+                self.process.process.wait(30)
                 return
             except subprocess.TimeoutExpired:
                 pass
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.process.stop()
 
 
 # --- databases -----------------------------------------------------------------------------

@@ -8,6 +8,16 @@ round trip on every call, 18% of the database thread's time at saturation
 (docs/performance.md). ``db_call`` does the same cleanup, but pings a connection that has
 not failed at most once per HEALTH_CHECK_EVERY seconds. A connection that raised is still
 checked (or dropped) before the next call, as Django does.
+
+With the connection pool (PostgreSQL's default, chatproject/settings.py) CONN_MAX_AGE is 0:
+the cleanup after each call hands the connection back to the pool, the next call borrows
+one, and the pool checks it on the way out (psycopg_pool's check_connection, an empty
+query), so the once-a-second throttle only matters without the pool (CHAT_DB_POOL_SIZE=0
+with a CONN_MAX_AGE). The group commit (chat/batching.py) stores each batch through
+db_call, so it borrows from the same pool: a process never holds more than the pool's
+size. A call that waits longer than CHAT_DB_POOL_TIMEOUT for a connection raises
+OperationalError (psycopg_pool.PoolTimeout, wrapped by Django), which the doors answer
+with `unavailable`.
 """
 
 from __future__ import annotations

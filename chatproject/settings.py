@@ -106,10 +106,28 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # table locks that ignore the busy timeout.
     _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
 else:
-    _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     _db["CONN_HEALTH_CHECKS"] = True
     # A short connect timeout turns an unreachable database into `unavailable` quickly.
     _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+    # Under ASGI every request runs on a thread of its own and Django keeps a connection per
+    # thread: persistent connections (CONN_MAX_AGE) pile up until PostgreSQL refuses clients
+    # (issue 13). Instead each process borrows from one bounded psycopg pool and returns the
+    # connection after every request and every database call (CONN_MAX_AGE=0, which the pool
+    # requires). Sizing for six processes under max_connections=100: docs/deployment.md.
+    _pool_size = env.int("CHAT_DB_POOL_SIZE", default=10)
+    if _pool_size > 0:
+        _db["CONN_MAX_AGE"] = 0
+        _db["OPTIONS"]["pool"] = {
+            "min_size": min(env.int("CHAT_DB_POOL_MIN", default=2), _pool_size),
+            "max_size": _pool_size,
+            # A request that waits this long for a connection answers 503 `unavailable`
+            # (psycopg_pool.PoolTimeout is an OperationalError) instead of hanging.
+            "timeout": env.float("CHAT_DB_POOL_TIMEOUT", default=5.0),
+            "name": "chat",
+        }
+    else:
+        # CHAT_DB_POOL_SIZE=0: no pool in the process, e.g. behind PgBouncer (docs/deployment.md).
+        _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
 
 # Two test runs at once (two checkouts, two engineers) each need a test database of their own.
 if env.str("CHAT_TEST_DB_NAME", default=""):

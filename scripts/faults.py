@@ -3,9 +3,9 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/chat .venv/bin/python scripts/faults.py [names…]
 
-Each scenario starts its own cluster on spare loopback ports — its own redis-server, a TCP
-proxy in front of PostgreSQL that it can cut, 2 Daphne workers (deploy/worker) and nginx
-(deploy/nginx/) — runs 20 clients in 4 rooms at a steady rate, injects one fault, and checks
+Each scenario starts its own cluster on spare loopback ports (tests/faults/cluster.py, on the
+process harness harness/) — its own redis-server, a TCP proxy in front of PostgreSQL that it
+can cut, 2 Daphne workers (deploy/worker) and nginx (deploy/nginx/) — runs 20 clients in 4 rooms at a steady rate, injects one fault, and checks
 that every acked message reached every member exactly once, in seq order. It runs the
 pytest tests in tests/faults/ with CHAT_FAULTS=all (the CI runs a subset of them on every
 `./test`); names (redis, database, kill, sigterm, slow, churn) pick some. Needs nginx

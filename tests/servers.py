@@ -1,34 +1,21 @@
-"""Real server processes (Daphne, or uvicorn) on the test database, for tests that cross processes."""
+"""Real server processes (Daphne, or uvicorn) on the test database, for tests that cross
+processes: the harness (harness/) with the test database's URL and the tests' defaults."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
-# As ./run starts Daphne: a socket that stops answering pings is dropped within 25 s.
-DAPHNE_FLAGS = ["--ping-interval", "10", "--ping-timeout", "15"]
-# As deploy/worker starts uvicorn (less the proxy flags: the tests connect directly).
-UVICORN_FLAGS = [
-    "--loop", "uvloop", "--http", "httptools", "--ws", "chat.serving:WebSocketProtocol", "--lifespan", "off",
-    "--ws-ping-interval", "10", "--ws-ping-timeout", "15", "--ws-max-size", "262144",
-    "--ws-per-message-deflate", "false", "--timeout-keep-alive", "75", "--timeout-graceful-shutdown", "5",
-    "--no-access-log",
-]
+import harness
+from harness import ROOT, free_port  # noqa: F401  (tests import them from here)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+Server = harness.Process
 
 
 def test_database_url() -> str:
@@ -42,106 +29,53 @@ def test_database_url() -> str:
     return f"postgres://{settings['USER']}{password}@{host}:{port}/{settings['NAME']}"
 
 
-class Server:
-    def __init__(self, port: int, process: subprocess.Popen, log: Path):
-        self.port = port
-        self.process = process
-        self.log = log
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+test_database_url.__test__ = False  # a helper, not a test
 
 
-def server_command(server: str, port: int, extra_flags: list[str] = ()) -> list[str]:
-    """The command line of ``server`` ("daphne" or "uvicorn") on 127.0.0.1:``port``;
-    ``extra_flags`` come after the defaults, so they override them."""
-    if server == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *DAPHNE_FLAGS, *extra_flags, "chatproject.asgi:application"]
-    if server == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), *UVICORN_FLAGS, *extra_flags, "chatproject.asgi:application"]
-    raise ValueError(f"unknown server {server!r}")
+def config(
+    *, redis_url: str | None, extra_env: dict | None = None, server: str | None = None, extra_flags=()
+) -> harness.Config:
+    """``server`` ("daphne" or "uvicorn"; default: CHAT_SERVER, else daphne) with the flags
+    ./run and deploy/worker use, on the test database, posting unlimited; ``redis_url`` None
+    keeps the configured layer. ``extra_env`` and ``extra_flags`` win over the defaults."""
+    name = server or os.environ.get("CHAT_SERVER") or "daphne"
+    flags = harness.DAPHNE_FLAGS if name == "daphne" else harness.UVICORN_FLAGS
+    return harness.Config(
+        name,
+        flags=[*flags, *extra_flags],
+        database_url=test_database_url(),
+        redis_url=redis_url,
+        env={"DJANGO_SETTINGS_MODULE": "chatproject.settings", "CHAT_POST_RATE": "0", **(extra_env or {})},
+    )
 
 
 def start_server(
-    *,
-    redis_url: str | None,
-    log_dir: Path,
-    extra_env: dict | None = None,
-    port: int | None = None,
-    server: str | None = None,
-    extra_flags: list[str] = (),
+    *, redis_url: str | None, log_dir: Path, extra_env: dict | None = None, port: int | None = None,
+    server: str | None = None, extra_flags=(),
 ) -> Server:
-    """Start ``server`` ("daphne" or "uvicorn"; default: CHAT_SERVER, else daphne) on the
-    test database; ``redis_url`` None keeps the configured layer."""
-    name = server or os.environ.get("CHAT_SERVER") or "daphne"
-    port = port or free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "chatproject.settings",
-        "DATABASE_URL": test_database_url(),
-        "CHAT_POST_RATE": "0",
-        **({"REDIS_URL": redis_url} if redis_url else {}),
-        **(extra_env or {}),
-    }
-    log = log_dir / f"{name}-{port}.log"
-    process = subprocess.Popen(
-        server_command(name, port, list(extra_flags)),
-        cwd=ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    server = Server(port, process, log)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{server.http}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{name} did not become healthy: {log.read_text()[-2000:]}")
+    """One server (see config()) on ``port`` (default: a free one), once healthy."""
+    cfg = config(redis_url=redis_url, extra_env=extra_env, server=server, extra_flags=extra_flags)
+    return harness.Process(cfg, log_dir, port).start().wait_healthy()
 
 
 @contextmanager
 def servers(
     count: int, *, redis_url: str | None, log_dir: Path, extra_env: dict | None = None, server: str | None = None,
-    extra_flags: list[str] = (),
+    extra_flags=(),
 ):
-    started: list[Server] = []
-    try:
-        for _ in range(count):
-            started.append(
-                start_server(redis_url=redis_url, log_dir=log_dir, extra_env=extra_env, server=server, extra_flags=extra_flags)
-            )
+    """``count`` servers (see config()), started at once; stopped (SIGTERM, then SIGKILL) after."""
+    cfg = config(redis_url=redis_url, extra_env=extra_env, server=server, extra_flags=extra_flags)
+    with harness.running(count, cfg, log_dir=log_dir) as started:
         yield started
-    finally:
-        for server in started:
-            server.process.terminate()
-        for server in started:
-            try:
-                server.process.wait(10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
 
 
 async def sigterm_drain(server: Server, sockets) -> tuple[list[int | None], bool, int, float]:
     """SIGTERM ``server`` with ``sockets`` open; return the close code each socket got, whether
     a new connection was refused afterwards, the exit code, and the seconds it all took."""
-    import asyncio
-
     import websockets
 
     started = time.monotonic()
-    server.process.send_signal(15)
+    server.terminate()
     codes = []
     for ws in sockets:
         try:

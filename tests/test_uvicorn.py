@@ -1,7 +1,7 @@
 """Real uvicorn processes (CHAT_SERVER=uvicorn) on the test database: every guarantee the
 Daphne tests check in test_processes.py and test_operations.py, under the other server.
 
-uvicorn runs with deploy/worker's flags (tests/servers.py: UVICORN_FLAGS), including
+uvicorn runs with deploy/worker's flags (harness/processes.py: UVICORN_FLAGS), including
 ``--ws chat.serving:WebSocketProtocol`` (chat/serving.py explains why)."""
 
 import asyncio

@@ -1,0 +1,103 @@
+"""nginx in front of server processes, with deploy/nginx/'s configuration (least_conn over
+the given upstream ports), on a free loopback port, without TLS."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from .processes import ROOT, Process, free_port, wait_for
+
+DEPLOY = ROOT / "deploy"
+
+
+def nginx_binary() -> str | None:
+    """The nginx executable, or None when this machine has none."""
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+
+class Nginx:
+    """nginx proxying to ``upstreams`` (ports on 127.0.0.1); its files under ``log_dir/nginx``."""
+
+    def __init__(self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None):
+        self.upstreams = [u.port if isinstance(u, Process) else u for u in upstreams]
+        self.prefix = Path(log_dir) / "nginx"
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def config(self) -> str:
+        prefix = self.prefix
+        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in self.upstreams)
+        temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        return f"""
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+{temp}
+    include {DEPLOY}/nginx/chat-http.conf;
+    upstream chat_workers {{
+        least_conn;
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        include {DEPLOY}/nginx/chat-proxy.conf;
+    }}
+}}
+"""
+
+    def start(self, timeout: float = 15) -> "Nginx":
+        """Write the configuration, check it (nginx -t), start nginx and wait until
+        /healthz answers through it."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed")
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        self.prefix.chmod(0o777)  # nginx's worker may run as another user
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(self.config())
+        check = subprocess.run([binary, "-t", "-p", str(self.prefix), "-c", str(conf)], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx configuration: {check.stderr}")
+        with (self.prefix / "stdout.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for(self._up, timeout, "nginx")
+        return self
+
+    def _up(self) -> bool:
+        import urllib.request
+
+        if self.process.poll() is not None:
+            raise RuntimeError(f"nginx exited: {(self.prefix / 'error.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.http}/healthz", timeout=3) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
