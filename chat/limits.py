@@ -3,7 +3,7 @@
 A body over the cap is answered 413 ``{"code": "too_large"}`` before it is read to the end:
 at once when its ``Content-Length`` says so, else as soon as the streamed chunks pass the
 cap. BodyLimitMiddleware does it for any ASGI server that streams the body (uvicorn);
-Daphne reads a whole body before it calls the application, so install_daphne_body_limit()
+Daphne reads a whole body before it calls the application, so install_daphne_limits()
 makes Daphne's request answer 413 from the headers. Django's own DATA_UPLOAD_MAX_MEMORY_SIZE
 (the same number) stays as the last line, mapped to the same 413 by chat.api.errors and
 chat.views.
@@ -89,18 +89,31 @@ class BodyLimitMiddleware:
             await send_too_large(send)
 
 
-def install_daphne_body_limit() -> None:
-    """Make Daphne answer 413 when a request's Content-Length is over CHAT_MAX_BODY, without
-    reading the body (Twisted otherwise buffers it whole before the application runs).
+def install_daphne_limits() -> None:
+    """Make Daphne enforce the limits as PROTOCOL.md 3.4 states them.
+
+    - A request whose Content-Length is over CHAT_MAX_BODY gets 413 without its body being
+      read (Twisted otherwise buffers it whole before the application runs).
+    - A WebSocket message over ``--websocket-max-message-size`` is closed with 1009 and a
+      close frame; autobahn's server default (failByDrop) drops the TCP connection instead.
 
     A no-op where Daphne is not installed; harmless under other servers.
     """
     try:
         from daphne.http_protocol import WebRequest
+        from daphne.ws_protocol import WebSocketFactory
     except ImportError:
         return
     if getattr(WebRequest, "_chat_body_limit", False):
         return
+    factory_init = WebSocketFactory.__init__
+
+    def __init__(self, *args, **kwargs):
+        factory_init(self, *args, **kwargs)
+        # Fail with a close frame (1009 for a message too big), then close the TCP connection.
+        self.setProtocolOptions(failByDrop=False)
+
+    WebSocketFactory.__init__ = __init__
     original = WebRequest.gotLength
 
     def gotLength(self, length):

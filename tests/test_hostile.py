@@ -368,3 +368,83 @@ def test_site_banned_user_cannot_log_in(db):
 
 def test_only_the_project_backend_authenticates():
     assert django_settings.AUTHENTICATION_BACKENDS == ["chat.backends.ChatModelBackend"]
+
+
+# --- real servers: limits that only the ASGI server can enforce --------------------------
+
+
+@pytest.fixture
+def ann_server_token(general):
+    from tests.factories import make_token
+
+    return make_token(make_user("ann"))
+
+
+def _raw_http(server, head: bytes, body: bytes = b"", timeout: float = 10) -> bytes:
+    """Send ``head`` (and ``body``), read the answer until the server closes or it is complete."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as conn:
+        conn.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 1 << 30
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+async def test_real_server_closes_a_10_mb_frame_with_1009_and_answers_too_large_below(ann_server_token, tmp_path, server_name):
+    import websockets
+
+    from tests.servers import servers
+
+    with servers(1, redis_url=None, log_dir=tmp_path, server=server_name) as (server,):
+        async with websockets.connect(
+            f"{server.ws}/ws/chat/", additional_headers={"Authorization": f"Token {ann_server_token}"}, proxy=None
+        ) as ws:
+            # Over the frame cap (64 KiB) but under the server's: an error, the socket stays.
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * 100_000}))
+            assert json.loads(await ws.recv())["code"] == "too_large"
+            await ws.send(json.dumps({"type": "ping", "ref": "still"}))
+            assert json.loads(await ws.recv()) == {"type": "pong", "ref": "still"}
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.send("x" * (10 * 1024 * 1024))
+                await ws.recv()
+            assert closed.value.rcvd is not None, "the server dropped the connection without a close frame"
+            assert closed.value.rcvd.code == 1009
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
+def test_real_server_answers_413_to_a_10_mb_body_before_reading_it(general, tmp_path, server_name):
+    from tests.servers import servers
+
+    with servers(1, redis_url=None, log_dir=tmp_path, server=server_name) as (server,):
+        for path, kind in [("/api/v1/auth/token/", b"application/json"), ("/accounts/login/", b"application/x-www-form-urlencoded")]:
+            head = (
+                b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+                % (path.encode(), kind, 10 * 1024 * 1024)
+            )
+            # Only the headers are sent: the answer must come without the body.
+            answer = _raw_http(server, head)
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert b" 413 " in status_line, answer[:300]
+            assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {"detail": "The request body is too large.", "code": "too_large"}
+        # A body sent whole but in chunks (no Content-Length) is cut off too.
+        head = b"POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunk = b"x" * 65536
+        body = (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 40 + b"0\r\n\r\n"
+        answer = _raw_http(server, head, body)
+        assert b" 413 " in answer.partition(b"\r\n")[0], answer[:300]
