@@ -448,3 +448,21 @@ def test_real_server_answers_413_to_a_10_mb_body_before_reading_it(general, tmp_
         body = (b"%x\r\n%s\r\n" % (len(chunk), chunk)) * 40 + b"0\r\n\r\n"
         answer = _raw_http(server, head, body)
         assert b" 413 " in answer.partition(b"\r\n")[0], answer[:300]
+
+
+@pytest.mark.parametrize("path, method", [
+    ("/api/v1/rooms/gen%00eral/", "get"),
+    ("/api/v1/rooms/lobby/members/bob%00/", "delete"),
+    ("/api/v1/rooms/lobby/mutes/bob%00/", "delete"),
+    ("/api/v1/rooms/lobby/bans/bob%00/", "delete"),
+])
+def test_rest_path_with_a_nul_is_404_not_a_500(api, room, general, path, method):
+    """ann owns lobby, so the lookup of the user named in the path is reached."""
+    response = getattr(api, method)(path)
+    assert (response.status_code, response.json()["code"]) == (404, "not_found")
+
+
+def test_room_page_with_a_nul_in_the_slug_is_404(user, general):
+    client = Client()
+    client.force_login(user)
+    assert client.get("/rooms/gen%00eral/").status_code == 404
