@@ -1,10 +1,11 @@
 """WebSocket handshake authentication (PROTOCOL.md 3).
 
+- A handshake carrying a session cookie with a missing, ``null`` or foreign Origin (one
+  whose host is not in ALLOWED_HOSTS) is refused with HTTP 403, even when it also carries a
+  token: that stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is
+  not used because it would also refuse token clients and handshakes without credentials.
 - ``Authorization: Token <key>``: programs; no Origin needed.
-- Otherwise the Django session cookie, only with an Origin whose host is in ALLOWED_HOSTS.
-  A handshake carrying a session cookie with a missing, ``null`` or foreign Origin is refused
-  (HTTP 403) even when it also carries a token, which stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is not
-  used because it would also refuse token clients and handshakes without credentials.
+- Otherwise the Django session cookie.
 - Neither: the socket is let through as anonymous; the consumer then closes it with 4401.
 
 Offering only unknown subprotocols is refused at the handshake too.

@@ -167,7 +167,9 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     """
     if text is None:
         raise ChatError(BAD_JSON, "Frames must be UTF-8 JSON in text frames.")
-    if len(text) > MAX_FRAME_BYTES or (len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES):
+    # surrogatepass: sizing must not raise on a str no real server would hand over.
+    size = len(text) if len(text) * 4 <= MAX_FRAME_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FRAME_BYTES:
         raise ChatError(TOO_LARGE, f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
     try:
         frame = loads(text)
@@ -179,7 +181,9 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     ref = frame.get("ref")
     if ref is not None and not valid_ref(ref):
         # Not echoed: a ref that cannot be encoded would break the reply itself.
-        raise ChatError(BAD_FRAME, f"`ref` must be a string of at most {MAX_REF} characters, without NUL or lone surrogates.")
+        raise ChatError(
+            BAD_FRAME, f"`ref` must be a string of at most {MAX_REF} characters, without NUL or lone surrogates."
+        )
     kind = frame.get("type")
     fields = _FIELDS.get(kind) if isinstance(kind, str) else None
     if fields is None:

@@ -466,3 +466,9 @@ def test_room_page_with_a_nul_in_the_slug_is_404(user, general):
     client = Client()
     client.force_login(user)
     assert client.get("/rooms/gen%00eral/").status_code == 404
+
+
+@pytest.mark.parametrize("header", ["Token abc\x00def", "Token \x00"])
+def test_rest_token_header_with_a_nul_is_401_not_a_500(general, header):
+    response = APIClient().get("/api/v1/rooms/", HTTP_AUTHORIZATION=header)
+    assert (response.status_code, response.json()["code"]) == (401, "unauthenticated")
