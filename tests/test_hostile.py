@@ -472,3 +472,30 @@ def test_room_page_with_a_nul_in_the_slug_is_404(user, general):
 def test_rest_token_header_with_a_nul_is_401_not_a_500(general, header):
     response = APIClient().get("/api/v1/rooms/", HTTP_AUTHORIZATION=header)
     assert (response.status_code, response.json()["code"]) == (401, "unauthenticated")
+
+
+# --- protocol helpers -------------------------------------------------------------------
+
+
+def test_encoded_frames_always_encode_to_utf8_even_with_a_lone_surrogate():
+    from chat import protocol
+
+    text = protocol.encode({"type": "pong", "ref": SURROGATE})
+    assert json.loads(text.encode("utf-8").decode()) == {"type": "pong", "ref": SURROGATE}
+    assert protocol.encode({"type": "pong", "ref": "é😀"}) == '{"type":"pong","ref":"é😀"}'
+
+
+@pytest.mark.parametrize("text, ok", [
+    (nested(32), True),
+    (nested(33), False),
+    ('{"a":' * 32 + "1" + "}" * 32, True),
+    ('{"a":[' * 16 + '{"b":1}' + "]}" * 16, False),  # 33 levels, alternating
+    (json.dumps({"s": "[" * 1000 + "{" * 1000}), True),  # brackets inside a string
+    (json.dumps({"s": '\\"[[[' * 100}), True),  # escaped quotes do not end the string
+    ('"' + "\\" * 99_999 + "[" * 40, True),  # an unterminated string swallows the rest
+    ("[]," * 10_000 + "[" * 33 + "]" * 33, False),
+])
+def test_json_depth_check(text, ok):
+    from chat import protocol
+
+    assert protocol.json_depth_ok(text) is ok
