@@ -1,4 +1,5 @@
-"""Arbitrary frames thrown at the consumer: none crashes it, nothing invalid is stored."""
+"""Arbitrary input thrown at every door (socket frames, REST, forms): none crashes a door, nothing
+invalid is stored, and text that cannot be stored (NUL, lone surrogates) is refused."""
 
 import json
 
