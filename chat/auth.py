@@ -1,10 +1,11 @@
 """WebSocket handshake authentication (PROTOCOL.md 3).
 
+- A handshake carrying a session cookie with a missing, ``null`` or foreign Origin (one
+  whose host is not in ALLOWED_HOSTS) is refused with HTTP 403, even when it also carries a
+  token: that stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is
+  not used because it would also refuse token clients and handshakes without credentials.
 - ``Authorization: Token <key>``: programs; no Origin needed.
-- Otherwise the Django session cookie, only with an Origin whose host is in ALLOWED_HOSTS:
-  a cookie with a missing, ``null`` or foreign Origin is refused at the handshake (HTTP 403),
-  which stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is not
-  used because it would also refuse token clients and handshakes without credentials.
+- Otherwise the Django session cookie.
 - Neither: the socket is let through as anonymous; the consumer then closes it with 4401.
 
 Offering only unknown subprotocols is refused at the handshake too.
@@ -37,7 +38,15 @@ def origin_allowed(origin: str | None) -> bool:
     return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
 
 
+def _plausible_key(key: str) -> bool:
+    """True if ``key`` could be a session key or token (ASCII letters and digits), so that a
+    NUL or other junk never reaches a database query."""
+    return 0 < len(key) <= 64 and key.isascii() and key.isalnum()
+
+
 def _session_user(session_key: str):
+    if not _plausible_key(session_key):
+        return AnonymousUser()
     engine = import_string(settings.SESSION_ENGINE)
     request = SimpleNamespace(session=engine.SessionStore(session_key))
     # auth.get_user verifies the session's password hash, so a changed password logs out.
@@ -47,6 +56,8 @@ def _session_user(session_key: str):
 def _token_user(key: str):
     from rest_framework.authtoken.models import Token
 
+    if not _plausible_key(key):
+        return AnonymousUser()
     token = Token.objects.select_related("user").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
@@ -82,14 +93,16 @@ class ChatAuthMiddleware:
         session_key = cookies[settings.SESSION_COOKIE_NAME].value if settings.SESSION_COOKIE_NAME in cookies else None
         authorization = headers.get(b"authorization", "")
 
+        if session_key is not None and not origin_allowed(headers.get(b"origin")):
+            # Whatever else the handshake carries, a token included: a page on another site
+            # must not reach the socket with the browser's cookie (PROTOCOL.md 3).
+            return await _deny(receive, send)
         scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
         if authorization.startswith("Token "):
             key = authorization[len("Token ") :].strip()
             scope["user"] = await db_call(_token_user)(key)
             scope["auth_token"] = key
         elif session_key is not None:
-            if not origin_allowed(headers.get(b"origin")):
-                return await _deny(receive, send)
             scope["user"] = await db_call(_session_user)(session_key)
             scope["session_key"] = session_key
         if scope["session_key"] or scope["auth_token"]:

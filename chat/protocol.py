@@ -7,6 +7,7 @@ Nothing here touches the database or the channel layer.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
@@ -15,6 +16,10 @@ from typing import Any
 SUBPROTOCOL = "chat.v1"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_REF = 64
+# JSON nested deeper than this is refused as bad_json at every door (PROTOCOL.md 3.4).
+MAX_JSON_DEPTH = 32
+# Integers in client frames (ids, seqs, since) fit a signed 64-bit column.
+MAX_INT = 2**63 - 1
 # Events kept per room for resuming: PROTOCOL.md promises replay of the last 500.
 EVENTS_KEPT = 500
 
@@ -87,7 +92,71 @@ class ChatError(Exception):
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """True for a JSON integer in 0..MAX_INT (not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT
+
+
+# --- text and JSON that can be stored faithfully (PROTOCOL.md 3.4) ---------------------
+
+# NUL (PostgreSQL refuses it in text; SQLite stores it) and lone surrogates (not encodable
+# as UTF-8: json.loads turns a valid "\ud83d\ude00" pair into one code point, so any
+# surrogate left in a str is a lone one).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A JSON string, or an unterminated one up to the end of the text; possessive, and consumed
+# left to right by one scan, so no input makes it backtrack or rescan.
+_JSON_STRING = re.compile(r'"[^"\\]*+(?:\\[\s\S][^"\\]*+)*+"?')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def text_storable(value: str) -> bool:
+    """Return True if ``value`` has no NUL and no lone surrogate."""
+    return _UNSTORABLE.search(value) is None
+
+
+def validate_text(value: str, *, field: str = "text") -> str:
+    """Return ``value``, or raise invalid if it holds a NUL or a lone surrogate."""
+    if _UNSTORABLE.search(value) is not None:
+        raise ChatError(INVALID, f"`{field}` must not contain NUL characters or lone surrogates.")
+    return value
+
+
+def json_depth_ok(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Return False if the JSON ``text`` nests arrays and objects deeper than ``limit``.
+
+    Cheap and bounded whatever the input (no recursion, C-speed passes), so it runs before
+    the decoder, which would otherwise meet a 100,000-deep body with RecursionError.
+    Malformed brackets may also answer False; such text is not valid JSON anyway.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return True
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    # Each pass removes the innermost pairs (one scan, so "{[]}" loses one level, not two):
+    # a depth of d needs exactly d passes.
+    for _ in range(limit):
+        shorter = _INNERMOST.sub("", brackets)
+        if not shorter:
+            return True
+        if len(shorter) == len(brackets):
+            return False
+        brackets = shorter
+    return False
+
+
+def loads(text: str) -> Any:
+    """Decode JSON ``text``; raise ValueError if it is malformed or nested too deep."""
+    if not json_depth_ok(text):
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels.")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deep.") from None
+
+
+def valid_ref(ref: Any) -> bool:
+    """True if ``ref`` can be echoed: a string of at most MAX_REF storable characters."""
+    return isinstance(ref, str) and len(ref) <= MAX_REF and text_storable(ref)
 
 
 def parse_frame(text: str | None) -> dict[str, Any]:
@@ -98,18 +167,23 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     """
     if text is None:
         raise ChatError(BAD_JSON, "Frames must be UTF-8 JSON in text frames.")
-    if len(text) > MAX_FRAME_BYTES or (len(text) * 4 > MAX_FRAME_BYTES and len(text.encode()) > MAX_FRAME_BYTES):
+    # surrogatepass: sizing must not raise on a str no real server would hand over.
+    size = len(text) if len(text) * 4 <= MAX_FRAME_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FRAME_BYTES:
         raise ChatError(TOO_LARGE, f"Frames are limited to {MAX_FRAME_BYTES} bytes.")
     try:
-        frame = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ChatError(BAD_JSON, "The frame is not valid JSON.") from None
+        frame = loads(text)
+    except ValueError:
+        raise ChatError(BAD_JSON, f"The frame is not valid JSON nested at most {MAX_JSON_DEPTH} levels.") from None
     if not isinstance(frame, dict):
         raise ChatError(BAD_JSON, "The frame must be a JSON object.")
 
     ref = frame.get("ref")
-    if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REF):
-        raise ChatError(BAD_FRAME, f"`ref` must be a string of at most {MAX_REF} characters.")
+    if ref is not None and not valid_ref(ref):
+        # Not echoed: a ref that cannot be encoded would break the reply itself.
+        raise ChatError(
+            BAD_FRAME, f"`ref` must be a string of at most {MAX_REF} characters, without NUL or lone surrogates."
+        )
     kind = frame.get("type")
     fields = _FIELDS.get(kind) if isinstance(kind, str) else None
     if fields is None:
@@ -117,15 +191,26 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     for name, expected in fields.items():
         value = frame.get(name)
         if not (_is_int(value) if expected is int else isinstance(value, expected)):
-            raise ChatError(BAD_FRAME, f"`{name}` is missing or not a {expected.__name__}.", ref=ref)
+            kind_name = f"an integer in 0..{MAX_INT}" if expected is int else f"a {expected.__name__}"
+            raise ChatError(BAD_FRAME, f"`{name}` is missing or not {kind_name}.", ref=ref)
     if kind == JOIN and frame.get("since") is not None and not _is_int(frame["since"]):
-        raise ChatError(BAD_FRAME, "`since` must be an integer.", ref=ref)
+        raise ChatError(BAD_FRAME, f"`since` must be an integer in 0..{MAX_INT}.", ref=ref)
+    if kind == LEAVE and not text_storable(frame["room"]):
+        # `left` echoes the room: refuse what the reply could not carry.
+        raise ChatError(BAD_FRAME, "`room` must not contain NUL characters or lone surrogates.", ref=ref)
     return frame
 
 
 def encode(frame: dict[str, Any]) -> str:
-    """Serialize a server frame."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """Serialize a server frame as text that always encodes to UTF-8.
+
+    Input is validated before it reaches a reply; should a lone surrogate slip through
+    anyway, it goes out escaped (``\\udc00``) rather than break the server's encoder.
+    """
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    if _SURROGATE.search(text) is not None:
+        return json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def timestamp(value: datetime | None) -> str | None:

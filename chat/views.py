@@ -6,12 +6,13 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 
 from . import rules, selectors
+from .backends import ChatModelBackend
+from .forms import SignupForm
 
 
 @login_required
@@ -31,10 +32,12 @@ def room(request, slug):
 
 
 def signup(request):
-    form = UserCreationForm(request.POST or None)
+    """Create an account and log it in through the project's backend (the one that checks
+    site bans), so the new session is checked like every other one."""
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user, backend=f"{ChatModelBackend.__module__}.{ChatModelBackend.__qualname__}")
         return redirect("home")
     return render(request, "registration/signup.html", {"form": form})
 

@@ -166,6 +166,10 @@ else:
 
 # Per-user posting limit shared by every door: "<count>/<seconds>s", or "0" for none.
 CHAT_POST_RATE = env.str("CHAT_POST_RATE", default="10/10s")
+# Every HTTP request body is capped (PROTOCOL.md 3.4): over it, 413 before it is read
+# (chat/limits.py); Django's own cap is the same number.
+CHAT_MAX_BODY = env.int("CHAT_MAX_BODY", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = CHAT_MAX_BODY
 # Every frame a socket sends spends a token; CHAT_FRAME_RATE tokens per second refill a
 # bucket of CHAT_FRAME_BURST. An empty bucket answers rate_limited.
 CHAT_FRAME_RATE = env.float("CHAT_FRAME_RATE", default=50.0)
@@ -189,8 +193,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Site-banned users cannot log in and their sessions stop authenticating (chat/backends.py).
-# ModelBackend stays for sessions made by an explicit login(backend=...), such as signup's.
-AUTHENTICATION_BACKENDS = ["chat.backends.ChatModelBackend", "django.contrib.auth.backends.ModelBackend"]
+# The only backend: every login (the form, tokens, signup) goes through the ban check.
+AUTHENTICATION_BACKENDS = ["chat.backends.ChatModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -211,12 +215,18 @@ REST_FRAMEWORK = {
     # Token first: an unauthenticated request then gets 401 with `WWW-Authenticate: Token`
     # (DRF answers 403 when the first class is SessionAuthentication).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "chat.api.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "chat.api.errors.exception_handler",
+    # JSON nested deeper than 32 levels is a 400 bad_json, never a RecursionError.
+    "DEFAULT_PARSER_CLASSES": [
+        "chat.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["chat.api.throttling.ReadRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         # Per user, GET requests of the API (posting is CHAT_POST_RATE, shared with the socket).

@@ -30,7 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = "chatproject.asgi:application"
 BACKLOG = 1024  # pending connections per listening socket: a benchmark opens hundreds at once
 # As ./run starts Daphne: a socket that stops answering pings is dropped within 25 s.
-DAPHNE_FLAGS = ("--ping-interval", "10", "--ping-timeout", "15")
+DAPHNE_FLAGS = (
+    "--ping-interval", "10", "--ping-timeout", "15",
+    "--websocket-max-message-size", "262144", "--websocket-max-frame-size", "262144",
+)
 # As deploy/worker starts uvicorn, less the proxy flags (clients connect directly).
 UVICORN_FLAGS = (
     "--loop", "uvloop", "--http", "httptools", "--ws", "chat.serving:WebSocketProtocol", "--lifespan", "off",

@@ -10,6 +10,7 @@ import logging
 import math
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -71,9 +72,13 @@ def _error(status_code: int, code: str, detail: str, *, retry_after: float | Non
 
 
 def exception_handler(exc, context) -> Response:
-    """Return the error response for ``exc``: ChatError, database outage, DRF or Django error."""
+    """Return the error response for ``exc``: ChatError, an oversized body (413 too_large),
+    database outage, DRF or Django error."""
     if isinstance(exc, ChatError):
         return _error(STATUS_OF_CODE.get(exc.code, 500), exc.code, exc.detail, retry_after=exc.retry_after)
+    if isinstance(exc, RequestDataTooBig):
+        # Past the ASGI cap (chat/limits.py) only under a test client or another entry point.
+        return _error(413, protocol.TOO_LARGE, "The request body is too large.")
     if isinstance(exc, (OperationalError, InterfaceError)):
         log.warning("database unavailable: %r", exc)
         return _error(503, protocol.UNAVAILABLE, "The database is unavailable; retry later.")

@@ -10,17 +10,22 @@ import re
 
 from rest_framework import serializers
 
-from .. import selectors, services
+from .. import protocol, selectors, services
 from ..models import Membership, Message, Room
 from .schema import MAX_ID
 
 
 class StrictCharField(serializers.CharField):
-    """A CharField that refuses numbers and booleans instead of turning them into text."""
+    """A CharField that refuses numbers and booleans instead of turning them into text, and
+    text that cannot be stored faithfully (NUL, lone surrogates: protocol.validate_text)."""
+
+    default_error_messages = {"unstorable": "Text must not contain NUL characters or lone surrogates."}
 
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        if not protocol.text_storable(data):
+            self.fail("unstorable")
         return super().to_internal_value(data)
 
 

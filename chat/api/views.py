@@ -66,6 +66,8 @@ def _room(request: Request, room, *, detail: bool = False) -> dict:
 
 
 def _user(username: str):
+    if not protocol.text_storable(username):  # a NUL from the path would break the query
+        raise ChatError(protocol.NOT_FOUND, "No such user.")
     user = get_user_model().objects.filter(username=username, is_active=True).first()
     if user is None:
         raise ChatError(protocol.NOT_FOUND, "No such user.")

@@ -36,6 +36,7 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def validate_slug(slug: str) -> str:
+    protocol.validate_text(slug, field="slug")
     if not SLUG_RE.fullmatch(slug):  # fullmatch: `$` alone lets a trailing newline through
         raise ChatError(protocol.INVALID, "Room names are 1-64 lowercase letters, digits, '-' or '_'.")
     return slug
@@ -61,7 +62,7 @@ def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> R
     slug = validate_slug(slug)
     if slug.startswith("dm-"):
         raise ChatError(protocol.INVALID, "Room names starting with 'dm-' are kept for direct messages.")
-    name = (name or slug).strip()[:100]
+    name = validate_room_name(name or slug)
     try:
         with transaction.atomic():
             room = Room.objects.create(slug=slug, name=name, private=private, owner=owner)
@@ -76,6 +77,14 @@ def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> R
 ROOM_NAME_MAX = 100
 
 
+def validate_room_name(name: str) -> str:
+    """Return ``name`` trimmed, or raise invalid (empty, over ROOM_NAME_MAX, NUL or lone surrogates)."""
+    name = protocol.validate_text(name, field="name").strip()
+    if not 1 <= len(name) <= ROOM_NAME_MAX:
+        raise ChatError(protocol.INVALID, f"Room names are 1-{ROOM_NAME_MAX} characters.")
+    return name
+
+
 def room_update(
     *, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None, actor=None
 ) -> Room:
@@ -88,10 +97,7 @@ def room_update(
     lock_changed = locked is not None and locked != room.locked
     fields = []
     if name is not None:
-        name = name.strip()
-        if not 1 <= len(name) <= ROOM_NAME_MAX:
-            raise ChatError(protocol.INVALID, f"Room names are 1-{ROOM_NAME_MAX} characters.")
-        room.name = name
+        room.name = validate_room_name(name)
         fields.append("name")
     if locked is not None:
         room.locked = locked

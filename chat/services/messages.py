@@ -30,8 +30,8 @@ _PRUNE_EVERY = 100
 
 
 def validate_body(body: str) -> str:
-    """Return ``body`` trimmed, or raise invalid."""
-    body = body.strip()
+    """Return ``body`` trimmed, or raise invalid (empty, too long, NUL or lone surrogates)."""
+    body = protocol.validate_text(body, field="body").strip()
     if not body:
         raise ChatError(protocol.INVALID, "The message is empty.")
     if len(body) > Message.MAX_BODY:
@@ -40,6 +40,7 @@ def validate_body(body: str) -> str:
 
 
 def validate_client_id(client_id: str) -> str:
+    protocol.validate_text(client_id, field="client_id")
     if not 1 <= len(client_id) <= 64 or not client_id.isprintable():
         raise ChatError(protocol.INVALID, "`client_id` must be 1-64 printable characters.")
     return client_id

@@ -38,7 +38,7 @@ def validate_until(until: datetime | None) -> datetime | None:
 
 
 def validate_reason(reason: str | None) -> str:
-    reason = (reason or "").strip()
+    reason = protocol.validate_text(reason or "", field="reason").strip()
     if len(reason) > REASON_MAX:
         raise ChatError(protocol.INVALID, f"Reasons are limited to {REASON_MAX} characters.")
     return reason

@@ -1,0 +1,15 @@
+"""REST authentication classes (REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"])."""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions
+
+
+class TokenAuthentication(authentication.TokenAuthentication):
+    """DRF's token authentication; a key that is not ASCII letters and digits (a NUL, say,
+    which PostgreSQL refuses in a query) is a bad token (401), never a query."""
+
+    def authenticate_credentials(self, key):
+        if not (0 < len(key) <= 64 and key.isascii() and key.isalnum()):
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        return super().authenticate_credentials(key)
