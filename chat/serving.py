@@ -121,9 +121,9 @@ async def _drain(stop_listening: Callable[[], int], *, timeout: float | None = N
     from . import realtime
 
     while time.monotonic() < deadline:
-        hub = realtime._hub
+        hub = realtime.current_hub()
         sockets = 0
-        if hub is not None and hub.alive():
+        if hub is not None:
             # Repeated: a handshake that was in progress may attach a socket late.
             closed.update(id(s) for group in hub.users.values() for s in group)
             try:

@@ -16,6 +16,10 @@ from __future__ import annotations
 import time
 import uuid
 
+import redis
+import redis.asyncio
+from django.conf import settings
+
 HEARTBEAT = 4.0  # seconds between renewals (and sweeps)
 TTL = 15.0  # an entry not renewed for this long is gone
 
@@ -115,10 +119,8 @@ class RedisPresence:
     PREFIX = "chat:presence:"
 
     def __init__(self, url: str):
-        import redis.asyncio as redis
-
         self.process = uuid.uuid4().hex
-        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._add = self.redis.register_script(_ADD)
         self._remove = self.redis.register_script(_REMOVE)
         self._online = self.redis.register_script(_ONLINE)
@@ -158,8 +160,6 @@ class RedisPresence:
 
 def presence_store():
     """The store matching the channel layer: Redis when REDIS_URL is set."""
-    from django.conf import settings
-
     global _local
     if settings.REDIS_URL:
         return RedisPresence(settings.REDIS_URL)
@@ -172,13 +172,9 @@ def presence_store():
 _local: LocalPresence | None = None
 
 
-def room_online(room_id: int) -> list[str]:
-    """Usernames online in the room, for synchronous code (REST views)."""
-    from django.conf import settings
-
+def room_online(*, room_id: int) -> list[str]:
+    """Usernames online in the room in any process, for synchronous code (REST views)."""
     if settings.REDIS_URL:
-        import redis
-
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         try:
             members = client.eval(_ONLINE, 1, f"{RedisPresence.PREFIX}{room_id}:users", time.time(), f"{RedisPresence.PREFIX}{room_id}:u:")
