@@ -41,9 +41,10 @@ def daphne(app: str, port: int) -> list[str]:
 
 def uvicorn(port: int) -> list[str]:
     """The project under uvicorn as deploy/worker starts it (CHAT_SERVER=uvicorn), less pings and proxy."""
-    serving = PROJECT / "chat" / "serving.py"
     # The project's protocol class where the measured checkout has it (an older commit: uvicorn's own).
-    ws = "chat.serving:WebSocketProtocol" if "class WebSocketProtocol" in serving.read_text() else "websockets-sansio"
+    sources = [PROJECT / "chat" / "serving.py", PROJECT / "chat" / "serving" / "uvicorn.py"]
+    ours = any(p.exists() and "class WebSocketProtocol" in p.read_text() for p in sources)
+    ws = "chat.serving:WebSocketProtocol" if ours else "websockets-sansio"
     return [PY, "-m", "uvicorn", "chatproject.asgi:application", "--host", "127.0.0.1", "--port", str(port),
             "--ws", ws, "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--backlog", "1024",
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
