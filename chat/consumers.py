@@ -138,7 +138,7 @@ class ChatConsumer(AsyncConsumer):
             log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
             await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: protocol.ServerFrame) -> None:
         await self.send_text(protocol.encode(frame))
 
     async def close(self, code: int) -> None:

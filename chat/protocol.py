@@ -123,9 +123,13 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     return frame
 
 
+# json.dumps() with options builds a JSONEncoder on every call; one made once encodes the same.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Serialize a server frame."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(frame)
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -347,6 +351,11 @@ def pong_frame() -> PongFrame:
     return {"type": PONG}
 
 
+ServerFrame = (
+    MessageFrame | MessageDeletedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame | PresenceFrame
+    | ReadFrame | KickedFrame | ErrorFrame | PongFrame
+)
+
 FRAME_BUILDERS = {
     MESSAGE: message_frame,
     MESSAGE_EDITED: message_edited_frame,
@@ -383,6 +392,7 @@ ROOM_EVENT = "room.event"  # committed room events, each with its seq and encode
 ROOM_EPHEMERAL = "room.ephemeral"  # an unnumbered frame for the room's sockets: typing
 ROOM_PRESENCE = "room.presence"  # a user came online or went offline in a room
 USER_EVENT = "user.event"  # something for every socket of one user
+HEALTH_CHECK = "healthz"  # sent by /healthz to a channel of its own, to see the layer answer
 
 RoomEphemeralMessage = TypedDict(
     "RoomEphemeralMessage", {"type": str, "room": int, "text": str, "except": "int | None"}
@@ -473,4 +483,12 @@ def read_event(*, room: str, seq: int, origin: str | None) -> ReadEvent:
     return {"read": read_frame(room=room, seq=seq), "origin": origin}
 
 
-LayerMessage = RoomEventsMessage | RoomEphemeralMessage | RoomPresenceMessage | UserEventMessage
+class HealthCheckMessage(TypedDict):
+    type: str
+
+
+def health_check_message() -> HealthCheckMessage:
+    return {"type": HEALTH_CHECK}
+
+
+LayerMessage = RoomEventsMessage | RoomEphemeralMessage | RoomPresenceMessage | UserEventMessage | HealthCheckMessage
