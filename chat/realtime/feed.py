@@ -131,7 +131,7 @@ class RoomFeed:
         self.pending: dict[int, RoomEventFrame] = {}
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
-        self.closed = False  # the owner has let go of the feed: fills stop
+        self.closed = False  # see close()
         self.poll_target: int | None = None  # the database's seq when the feed was last behind it
         self._filling: asyncio.Task | None = None
 
@@ -159,6 +159,17 @@ class RoomFeed:
         self.seq = seq
         self.pending = {s: f for s, f in self.pending.items() if s > seq}
         self.ready.set()
+
+    @property
+    def filling(self) -> asyncio.Task | None:
+        """The gap fill under way, if any."""
+        return self._filling
+
+    def close(self) -> None:
+        """Stop filling: the owner has let go of the feed."""
+        self.closed = True
+        if self._filling is not None:
+            self._filling.cancel()
 
     def fill(self, *, delay: float, upto: int | None = None) -> None:
         """Read missing events (up to ``upto``, or to the highest pending) from the database

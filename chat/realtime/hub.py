@@ -197,7 +197,7 @@ class Hub:
             self.outbox.put_nowait(("discard", room_group(sub.room_id), None, None))
 
     def _feed_close(self, feed: RoomFeed) -> None:
-        feed.closed = True
+        feed.close()
         if self.feeds.get(feed.room_id) is feed:
             del self.feeds[feed.room_id]
 
