@@ -35,7 +35,7 @@ from ..db import db_call
 from ..protocol import RoomEventFrame, UserEvent
 from ..selectors import room_seq, room_seqs
 from .feed import RoomFeed, Subscription
-from .presence import HEARTBEAT, presence_store
+from .presence import HEARTBEAT, PresenceTracker, presence_store
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +96,7 @@ class Hub:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
         self.layer_errors = 0  # channel-layer failures since start
-        self.presence = presence_store()
-        # Sockets per (room, user) in this process, and the pairs recorded in the store.
-        self.present: dict[tuple[int, int], int] = {}
-        self.usernames: dict[int, str] = {}
-        self.registered: set[tuple[int, int]] = set()
-        self.presence_queue: asyncio.Queue = asyncio.Queue()
+        self.presence = PresenceTracker(presence_store(), announce=self._announce)
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -115,7 +110,7 @@ class Hub:
 
     async def _start(self) -> None:
         self.channel = await self.layer.new_channel(prefix="chat-hub")
-        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self._presence, self._sweep):
+        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self.presence.run, self._sweep):
             self.tasks.append(self.loop.create_task(run()))
 
     # -- writers (any thread) --
@@ -164,7 +159,7 @@ class Hub:
             raise feed.error
         sub = Subscription(socket, room_id)
         feed.subs.add(sub)
-        self._presence_count(room_id, socket, +1)
+        self.presence.count(room_id, socket.user_id, socket.username, +1)
         return sub
 
     async def close_all(self, code: int) -> int:
@@ -181,7 +176,7 @@ class Hub:
     async def typing_allowed(self, user_id: int, room_id: int) -> bool:
         """True at most once per TYPING_EVERY per user and room, whatever socket or process."""
         try:
-            return await self.presence.typing_allowed(room_id, user_id, TYPING_EVERY)
+            return await self.presence.store.typing_allowed(room_id, user_id, TYPING_EVERY)
         except Exception as exc:
             log.warning("typing throttle unavailable: %r", exc)
             return False
@@ -191,7 +186,7 @@ class Hub:
         if feed is None or sub not in feed.subs:
             return
         feed.subs.discard(sub)
-        self._presence_count(sub.room_id, sub.socket, -1)
+        self.presence.count(sub.room_id, sub.socket.user_id, sub.socket.username, -1)
         if not feed.subs and feed.ready.is_set():
             self._feed_close(feed)
             self.outbox.put_nowait(("discard", room_group(sub.room_id), None, None))
@@ -255,48 +250,16 @@ class Hub:
 
     # -- presence --
 
-    def _presence_count(self, room_id: int, socket: Socket, delta: int) -> None:
-        key = (room_id, socket.user_id)
-        self.usernames[socket.user_id] = socket.username
-        count = self.present.get(key, 0) + delta
-        if count > 0:
-            self.present[key] = count
-        else:
-            self.present.pop(key, None)
-        if count in (0, 1):
-            self.presence_queue.put_nowait(key)
-
     async def _store_online(self, room_id: int) -> set[str]:
         try:
-            return await self.presence.online(room_id)
+            return await self.presence.store.online(room_id)
         except Exception as exc:
             log.warning("presence store unavailable: %r", exc)
             feed = self.feeds.get(room_id)
             return set(feed.online) if feed else set()
 
-    async def _presence(self) -> None:
-        """Record first joins and last leaves in the store, in order, and announce them.
-
-        One task applies every change, each time re-reading the current count, so a leave
-        and a quick re-join of the same user can never be applied out of order.
-        """
-        while True:
-            key = await self.presence_queue.get()
-            room_id, user_id = key
-            username = self.usernames.get(user_id, "")
-            try:
-                if key in self.present and key not in self.registered:
-                    self.registered.add(key)
-                    if await self.presence.add(room_id, user_id, username):
-                        self._announce(room_id, username, True)
-                elif key not in self.present and key in self.registered:
-                    self.registered.discard(key)
-                    if await self.presence.remove(room_id, user_id, username):
-                        self._announce(room_id, username, False)
-            except Exception as exc:
-                log.warning("presence store unavailable: %r", exc)
-
     def _announce(self, room_id: int, username: str, online: bool) -> None:
+        """Tell every process (this one at once) that the user came online or went offline."""
         message = protocol.room_presence_message(room_id=room_id, user=username, online=online)
         self.publish(room_group(room_id), message, local=("presence", room_id, message))
 
@@ -310,15 +273,15 @@ class Hub:
         while True:
             await asyncio.sleep(HEARTBEAT)
             try:
-                await self.presence.renew([(r, u, self.usernames.get(u, "")) for r, u in self.registered])
+                await self.presence.renew()
                 for feed in list(self.feeds.values()):
-                    current = await self.presence.online(feed.room_id)
-                    for user in current - feed.online:
-                        self.inbox.put_nowait(("presence", feed.room_id, protocol.room_presence_message(room_id=feed.room_id, user=user, online=True)))
+                    current = await self.presence.store.online(feed.room_id)
                     gone = feed.online - current
-                    for user in gone & feed.absent:
-                        self.inbox.put_nowait(("presence", feed.room_id, protocol.room_presence_message(room_id=feed.room_id, user=user, online=False)))
+                    changes = [(user, True) for user in current - feed.online] + [(user, False) for user in gone & feed.absent]
                     feed.absent = gone - feed.absent
+                    for user, online in changes:
+                        message = protocol.room_presence_message(room_id=feed.room_id, user=user, online=online)
+                        self.inbox.put_nowait(("presence", feed.room_id, message))
             except Exception as exc:
                 log.warning("presence sweep failed: %r", exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import types
 import uuid
 
@@ -83,6 +84,37 @@ async def test_the_local_store_lapses_entries_and_throttles_typing(clock):
     assert await store.typing_allowed(1, 7, 3.0) is False
     clock[1] += 3.0
     assert await store.typing_allowed(1, 7, 3.0) is True
+
+
+async def settle():
+    """Let the tracker's task apply what is queued (the local store never waits)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_the_tracker_announces_the_first_socket_and_the_last_not_the_ones_between():
+    announced = []
+    tracker = presence.PresenceTracker(presence.LocalPresence(), announce=lambda *change: announced.append(change))
+    task = asyncio.get_running_loop().create_task(tracker.run())
+    try:
+        tracker.count(1, 7, "ann", +1)
+        tracker.count(1, 7, "ann", +1)  # a second tab
+        await settle()
+        tracker.count(1, 7, "ann", -1)
+        await settle()
+        assert announced == [(1, "ann", True)]
+        tracker.count(1, 7, "ann", -1)
+        await settle()
+        assert announced == [(1, "ann", True), (1, "ann", False)]
+        # A leave and a quick re-join, queued before the task runs: applied in order, online at the end.
+        tracker.count(1, 7, "ann", +1)
+        tracker.count(1, 7, "ann", -1)
+        tracker.count(1, 7, "ann", +1)
+        await settle()
+        assert announced[-1] == (1, "ann", True)
+        assert await tracker.store.online(1) == {"ann"}
+    finally:
+        task.cancel()
 
 
 # --- through the sockets --------------------------------------------------------------------
