@@ -1,9 +1,10 @@
 """The chat package has no import circle and no import of a chat module inside a function.
 
 The graph is built by grimp in a fresh interpreter, so the modules this test process has already
-imported cannot hide an import. An import of a.b.c counts as one of package a.b too (Python
-runs a/b/__init__.py first), so a circle through a package's ``__init__`` is found. grimp records the line of every import; an import of a chat module
-that is indented (inside a function or method) is reported as a circle-dodge.
+imported cannot hide an import. An import of a.b.c counts as one of package a.b too (Python runs
+a/b/__init__.py first), so a circle through a package's ``__init__`` is found. grimp records the
+line of every import; an import of a chat module that is indented (inside a function or method)
+is reported as a circle-dodge.
 """
 
 from __future__ import annotations

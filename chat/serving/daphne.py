@@ -18,6 +18,8 @@ import signal
 import sys
 from typing import Callable
 
+from twisted.internet import tcp  # not the reactor: importing that one installs it
+
 from . import drain
 
 
@@ -54,8 +56,6 @@ async def _drain(reactor, current_hub: drain.CurrentHub) -> None:
 
 
 def _stop_listening(reactor) -> int:
-    from twisted.internet import tcp  # under a running reactor only (see install())
-
     ports = [r for r in reactor.getReaders() if isinstance(r, tcp.Port)]
     for port in ports:
         port.stopListening()
