@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from chat import protocol, realtime, rules, services
+from chat import protocol, realtime, services
 from chat.db import db_call
 from tests.factories import make_room, make_user
 
@@ -59,10 +59,10 @@ class Socket:
 
 
 def _setup():
+    """Two users and ann's public room (the hub delivers to whatever the consumer subscribed:
+    who may join is the consumer's and the rules' question, not the hub's)."""
     ann, bob = make_user("ann"), make_user("bob")
-    room = make_room(owner=ann, slug="lobby")
-    services.room_join(access=rules.room_access(user=bob, slug="lobby"), user=bob)
-    return ann, bob, room
+    return ann, bob, make_room(owner=ann, slug="lobby")
 
 
 @pytest.fixture
