@@ -33,9 +33,10 @@ PROJECT_ENV = {
 
 def uvicorn_flags() -> list[str]:
     """uvicorn as deploy/worker starts it (CHAT_SERVER=uvicorn), less pings and proxy."""
-    serving = PROJECT / "chat" / "serving.py"
     # The project's protocol class where the measured checkout has it (an older commit: uvicorn's own).
-    ws = "chat.serving:WebSocketProtocol" if "class WebSocketProtocol" in serving.read_text() else "websockets-sansio"
+    sources = [PROJECT / "chat" / "serving.py", PROJECT / "chat" / "serving" / "uvicorn.py"]
+    ours = any(p.exists() and "class WebSocketProtocol" in p.read_text() for p in sources)
+    ws = "chat.serving:WebSocketProtocol" if ours else "websockets-sansio"
     return ["--ws", ws, "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
             "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
 

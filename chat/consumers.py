@@ -138,7 +138,7 @@ class ChatConsumer(AsyncConsumer):
             log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
             await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
-    async def send_frame(self, frame: dict[str, Any]) -> None:
+    async def send_frame(self, frame: protocol.ServerFrame) -> None:
         await self.send_text(protocol.encode(frame))
 
     async def close(self, code: int) -> None:
@@ -223,15 +223,8 @@ class ChatConsumer(AsyncConsumer):
             self.hub.unsubscribe(sub)
             raise
         self.rooms[slug] = (room, sub)
-        joined = {
-            "type": protocol.JOINED,
-            "room": slug,
-            "seq": resume.seq,
-            "online": await self.hub.online(room.pk, including=self.username),
-            "resync": resume.resync,
-        }
-        if frame.get("ref") is not None:
-            joined["ref"] = frame["ref"]
+        online = await self.hub.online(room.pk, including=self.username)
+        joined = protocol.joined_frame(room=slug, seq=resume.seq, online=online, resync=resume.resync, ref=frame.get("ref"))
         await self.send_frame(joined)
         metrics.JOINS.labels("resync" if resume.resync else "live" if frame.get("since") is None else "resume").inc()
         for replay in resume.frames:
@@ -241,7 +234,7 @@ class ChatConsumer(AsyncConsumer):
 
     async def frame_leave(self, frame):
         self._leave(frame["room"])
-        return {"type": protocol.LEFT, "room": frame["room"]}
+        return protocol.left_frame(room=frame["room"])
 
     async def frame_send(self, frame):
         room = self._joined(frame["room"])
@@ -252,13 +245,7 @@ class ChatConsumer(AsyncConsumer):
             message, _created = await batching.post(
                 services.Post(room=room, author=self.user, body=frame["body"], client_id=frame["client_id"])
             )
-        return {
-            "type": protocol.ACK,
-            "room": message.room.slug,
-            "client_id": message.client_id,
-            "id": message.pk,
-            "seq": message.seq,
-        }
+        return protocol.ack_frame(room=message.room.slug, client_id=message.client_id, id=message.pk, seq=message.seq)
 
     async def frame_edit(self, frame):
         await db_call(services.message_edit)(
@@ -271,7 +258,7 @@ class ChatConsumer(AsyncConsumer):
     async def frame_typing(self, frame):
         room = self._joined(frame["room"])
         if await self.hub.typing_allowed(self.user_id, room.pk):
-            text = protocol.encode({"type": protocol.TYPING, "room": room.slug, "user": self.username})
+            text = protocol.encode(protocol.typing_frame(room=room.slug, user=self.username))
             realtime.room_ephemeral_publish(room_id=room.pk, text=text, except_user=self.user_id)
 
     async def frame_read(self, frame):
@@ -281,11 +268,11 @@ class ChatConsumer(AsyncConsumer):
         )
 
     async def frame_ping(self, frame):
-        return {"type": protocol.PONG}
+        return protocol.pong_frame()
 
     # -- events for this user (from realtime.user_event_publish) --
 
-    async def user_event(self, event: dict[str, Any]) -> None:
+    async def user_event(self, event: protocol.UserEvent) -> None:
         """Act on a user-level event: close matching sockets, or kick from a room."""
         if "close" in event:
             if event.get("session_key") not in (None, self.session_key):
@@ -300,4 +287,4 @@ class ChatConsumer(AsyncConsumer):
             for slug, (room, _sub) in list(self.rooms.items()):
                 if room.pk == event["kick"]:
                     self._leave(slug)
-                    await self.send_frame({"type": protocol.KICKED, "room": slug, "reason": event.get("reason", "")})
+                    await self.send_frame(protocol.kicked_frame(room=slug, reason=event.get("reason", "")))

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 SUBPROTOCOL = "chat.v1"
 MAX_FRAME_BYTES = 64 * 1024
@@ -201,15 +201,20 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     return frame
 
 
+# json.dumps() with options builds a JSONEncoder on every call; one made once encodes the same.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Serialize a server frame as text that always encodes to UTF-8.
 
     Input is validated before it reaches a reply; should a lone surrogate slip through
     anyway, it goes out escaped (``\\udc00``) rather than break the server's encoder.
     """
-    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(frame)
     if _SURROGATE.search(text) is not None:
-        return json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
+        return _ASCII_ENCODER.encode(frame)
     return text
 
 
@@ -220,7 +225,7 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def message_payload(message) -> dict[str, Any]:
+def message_payload(message) -> MessageShape:
     """Return MESSAGE, the one JSON shape of a message (socket and REST).
 
     ``message`` needs ``room`` and ``author`` loaded (select_related) to avoid queries.
@@ -263,20 +268,313 @@ def websocket_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:
-    """Return the encoded room-event frame of kind ``kind`` about ``message`` at ``seq``."""
-    room = message.room.slug
-    if kind == MESSAGE_DELETED:
-        frame = {"type": kind, "room": room, "seq": seq, "id": message.pk, "by": by}
-    else:
-        frame = {"type": kind, "room": room, "seq": seq, "message": message_payload(message)}
-    return RoomEventFrame(seq=seq, text=encode(frame))
+# --- server → client frames (PROTOCOL.md 3.2) ------------------------------------------
+#
+# Every frame the server sends is built by one of the builders below, each returning the
+# TypedDict of its frame type; FRAME_BUILDERS maps every frame type to its builder
+# (tests/test_protocol.py holds them against PROTOCOL.md 3.2). TypedDicts are plain dicts at
+# run time, so a builder costs one call over the literal it replaces and encode() is unchanged.
+# The frames of sections 6-9 (message.reacted, notification, notice) are not built yet.
 
 
-def error_frame(code: str, detail: str, *, ref: str | None = None, retry_after: float | None = None) -> dict:
-    frame: dict[str, Any] = {"type": ERROR, "code": code, "detail": detail}
+class Author(TypedDict):
+    id: int
+    username: str
+
+
+class MessageShape(TypedDict):
+    """MESSAGE of PROTOCOL.md 3.2, as far as sections 3-5 define it (see message_payload())."""
+
+    id: int
+    room: str
+    seq: int
+    author: Author
+    body: str
+    client_id: str
+    created_at: str | None
+    edited_at: str | None
+    deleted: bool
+
+
+class MessageFrame(TypedDict):
+    """``message`` and ``message.edited``: a room event carrying the message's state."""
+
+    type: str
+    room: str
+    seq: int
+    message: MessageShape
+
+
+class MessageDeletedFrame(TypedDict):
+    type: str
+    room: str
+    seq: int
+    id: int
+    by: str
+
+
+class JoinedFrame(TypedDict):
+    type: str
+    room: str
+    seq: int
+    online: list[str]
+    resync: bool
+    ref: NotRequired[str]
+
+
+class LeftFrame(TypedDict):
+    type: str
+    room: str
+    ref: NotRequired[str]
+
+
+class AckFrame(TypedDict):
+    type: str
+    room: str
+    client_id: str
+    id: int
+    seq: int
+    ref: NotRequired[str]
+
+
+class TypingFrame(TypedDict):
+    type: str
+    room: str
+    user: str
+
+
+class PresenceFrame(TypedDict):
+    type: str
+    room: str
+    user: str
+    online: bool
+
+
+class ReadFrame(TypedDict):
+    type: str
+    room: str
+    seq: int
+
+
+class KickedFrame(TypedDict):
+    type: str
+    room: str
+    reason: str
+
+
+class ErrorFrame(TypedDict):
+    type: str
+    code: str
+    detail: str
+    retry_after: NotRequired[float]
+    ref: NotRequired[str]
+
+
+class PongFrame(TypedDict):
+    type: str
+    ref: NotRequired[str]
+
+
+def message_frame(*, seq: int, message) -> MessageFrame:
+    """The ``message`` event of ``message`` at ``seq`` (needs room and author loaded)."""
+    return {"type": MESSAGE, "room": message.room.slug, "seq": seq, "message": message_payload(message)}
+
+
+def message_edited_frame(*, seq: int, message) -> MessageFrame:
+    """The ``message.edited`` event of ``message`` at ``seq``, with its current state."""
+    return {"type": MESSAGE_EDITED, "room": message.room.slug, "seq": seq, "message": message_payload(message)}
+
+
+def message_deleted_frame(*, seq: int, message, by: str) -> MessageDeletedFrame:
+    """The ``message.deleted`` event; ``by`` is "author" or "moderator"."""
+    return {"type": MESSAGE_DELETED, "room": message.room.slug, "seq": seq, "id": message.pk, "by": by}
+
+
+def joined_frame(*, room: str, seq: int, online: list[str], resync: bool, ref: str | None = None) -> JoinedFrame:
+    frame: JoinedFrame = {"type": JOINED, "room": room, "seq": seq, "online": online, "resync": resync}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def left_frame(*, room: str) -> LeftFrame:
+    return {"type": LEFT, "room": room}
+
+
+def ack_frame(*, room: str, client_id: str, id: int, seq: int) -> AckFrame:
+    """The reply to a stored (or already stored) ``send``."""
+    return {"type": ACK, "room": room, "client_id": client_id, "id": id, "seq": seq}
+
+
+def typing_frame(*, room: str, user: str) -> TypingFrame:
+    return {"type": TYPING, "room": room, "user": user}
+
+
+def presence_frame(*, room: str, user: str, online: bool) -> PresenceFrame:
+    return {"type": PRESENCE, "room": room, "user": user, "online": online}
+
+
+def read_frame(*, room: str, seq: int) -> ReadFrame:
+    """The reader's new read position, for the reader's other sockets."""
+    return {"type": READ, "room": room, "seq": seq}
+
+
+def kicked_frame(*, room: str, reason: str) -> KickedFrame:
+    return {"type": KICKED, "room": room, "reason": reason}
+
+
+def error_frame(code: str, detail: str, *, ref: str | None = None, retry_after: float | None = None) -> ErrorFrame:
+    """The ``error`` reply with a PROTOCOL.md 3.4 code; ``retry_after`` in seconds."""
+    frame: ErrorFrame = {"type": ERROR, "code": code, "detail": detail}
     if retry_after is not None:
         frame["retry_after"] = round(retry_after, 2)
     if ref is not None:
         frame["ref"] = ref
     return frame
+
+
+def pong_frame() -> PongFrame:
+    return {"type": PONG}
+
+
+ServerFrame = (
+    MessageFrame | MessageDeletedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame | PresenceFrame
+    | ReadFrame | KickedFrame | ErrorFrame | PongFrame
+)
+
+FRAME_BUILDERS = {
+    MESSAGE: message_frame,
+    MESSAGE_EDITED: message_edited_frame,
+    MESSAGE_DELETED: message_deleted_frame,
+    JOINED: joined_frame,
+    LEFT: left_frame,
+    ACK: ack_frame,
+    TYPING: typing_frame,
+    PRESENCE: presence_frame,
+    READ: read_frame,
+    KICKED: kicked_frame,
+    ERROR: error_frame,
+    PONG: pong_frame,
+}
+
+_ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame}
+
+
+def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:
+    """Return the encoded room event of type ``kind`` about ``message`` at ``seq``."""
+    if kind == MESSAGE_DELETED:
+        return RoomEventFrame(seq=seq, text=encode(message_deleted_frame(seq=seq, message=message, by=by)))
+    return RoomEventFrame(seq=seq, text=encode(_ROOM_EVENT_BUILDERS[kind](seq=seq, message=message)))
+
+
+# --- events between processes (channel-layer messages) ---------------------------------
+#
+# What one server process tells the others through the channel layer (chat.realtime sends
+# and receives them; nothing else does). Room messages go to a room's group, user events to
+# a user's group. Their keys are kept as they were before this schema existed, so processes
+# of two versions can share one Redis during a rolling deploy.
+
+ROOM_EVENT = "room.event"  # committed room events, each with its seq and encoded frame
+ROOM_EPHEMERAL = "room.ephemeral"  # an unnumbered frame for the room's sockets: typing
+ROOM_PRESENCE = "room.presence"  # a user came online or went offline in a room
+USER_EVENT = "user.event"  # something for every socket of one user
+HEALTH_CHECK = "healthz"  # sent by /healthz to a channel of its own, to see the layer answer
+
+RoomEphemeralMessage = TypedDict(
+    "RoomEphemeralMessage", {"type": str, "room": int, "text": str, "except": "int | None"}
+)
+
+
+class RoomEventsMessage(TypedDict):
+    type: str
+    room: int
+    events: list[list]  # [seq, encoded frame] in seq order
+    t: NotRequired[float]  # time.time() at publishing, for the broadcast latency metric
+
+
+class RoomPresenceMessage(TypedDict):
+    type: str
+    room: int
+    user: str
+    online: bool
+
+
+class CloseEvent(TypedDict):
+    """Close the user's sockets with ``close``: all, or those of one session or token."""
+
+    close: int
+    session_key: NotRequired[str]
+    token: NotRequired[str]
+
+
+class KickEvent(TypedDict):
+    """Take the user's sockets out of the room with id ``kick`` (a ``kicked`` frame)."""
+
+    kick: int
+    reason: str
+
+
+class ReadEvent(TypedDict):
+    """Send ``read`` to the user's sockets but the one with socket id ``origin``."""
+
+    read: ReadFrame
+    origin: str | None
+
+
+UserEvent = CloseEvent | KickEvent | ReadEvent
+
+
+class UserEventMessage(TypedDict):
+    type: str
+    user: int
+    event: UserEvent
+
+
+def room_events_message(*, room_id: int, frames: list[RoomEventFrame], at: float) -> RoomEventsMessage:
+    return {"type": ROOM_EVENT, "room": room_id, "events": [[f.seq, f.text] for f in frames], "t": at}
+
+
+def room_events_frames(message: RoomEventsMessage) -> list[RoomEventFrame]:
+    """The frames a ROOM_EVENT message carries, in its order."""
+    return [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
+
+
+def room_ephemeral_message(*, room_id: int, text: str, except_user: int | None) -> RoomEphemeralMessage:
+    return {"type": ROOM_EPHEMERAL, "room": room_id, "text": text, "except": except_user}
+
+
+def room_presence_message(*, room_id: int, user: str, online: bool) -> RoomPresenceMessage:
+    return {"type": ROOM_PRESENCE, "room": room_id, "user": user, "online": online}
+
+
+def user_event_message(*, user_id: int, event: UserEvent) -> UserEventMessage:
+    return {"type": USER_EVENT, "user": user_id, "event": event}
+
+
+def close_event(*, code: int, session_key: str | None = None, token: str | None = None) -> CloseEvent:
+    """Close every socket of the user, or only those of ``session_key`` or ``token``."""
+    event: CloseEvent = {"close": code}
+    if session_key is not None:
+        event["session_key"] = session_key
+    if token is not None:
+        event["token"] = token
+    return event
+
+
+def kick_event(*, room_id: int, reason: str) -> KickEvent:
+    return {"kick": room_id, "reason": reason}
+
+
+def read_event(*, room: str, seq: int, origin: str | None) -> ReadEvent:
+    return {"read": read_frame(room=room, seq=seq), "origin": origin}
+
+
+class HealthCheckMessage(TypedDict):
+    type: str
+
+
+def health_check_message() -> HealthCheckMessage:
+    return {"type": HEALTH_CHECK}
+
+
+LayerMessage = RoomEventsMessage | RoomEphemeralMessage | RoomPresenceMessage | UserEventMessage | HealthCheckMessage

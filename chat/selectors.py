@@ -11,7 +11,6 @@ from django.db.models.functions import Coalesce
 
 from . import protocol
 from .models import Membership, Message, Room, RoomEvent
-from . import presence
 from .protocol import EVENTS_KEPT
 
 
@@ -88,11 +87,6 @@ def rooms_for_user(*, user) -> QuerySet[Room]:
         )
         .annotate(unread=Coalesce(Subquery(unread), 0))
     )
-
-
-def room_online(*, room_id: int) -> list[str]:
-    """Usernames online in the room, across server processes (see chat.presence)."""
-    return presence.room_online(room_id)
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:

@@ -12,7 +12,7 @@ def close_sockets_on_logout(sender, request, user, **kwargs):
     session_key = getattr(request, "session", None) and request.session.session_key
     if user is not None and session_key:
         realtime.user_event_publish(
-            user_id=user.pk, event={"close": protocol.CLOSE_UNAUTHENTICATED, "session_key": session_key}
+            user_id=user.pk, event=protocol.close_event(code=protocol.CLOSE_UNAUTHENTICATED, session_key=session_key)
         )
 
 
@@ -47,5 +47,5 @@ def close_sockets_on_password_change_or_deactivation(sender, instance, created, 
         return
     instance._chat_end_sockets = False
     user_id = instance.pk
-    event = {"close": protocol.CLOSE_UNAUTHENTICATED}
+    event = protocol.close_event(code=protocol.CLOSE_UNAUTHENTICATED)
     transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))

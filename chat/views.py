@@ -10,7 +10,7 @@ from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 
-from . import rules, selectors
+from . import protocol, rules, selectors
 from .backends import ChatModelBackend
 from .forms import SignupForm
 
@@ -45,7 +45,7 @@ def signup(request):
 async def _layer_check() -> None:
     layer = get_channel_layer()
     channel = await layer.new_channel()
-    await layer.send(channel, {"type": "healthz"})
+    await layer.send(channel, protocol.health_check_message())
     await layer.receive(channel)
 
 

@@ -57,7 +57,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Counts requests in flight, so a graceful shutdown waits for them (chat/serving.py).
+    # Counts requests in flight, so a graceful shutdown waits for them (chat/serving/drain.py).
     "chat.metrics.in_flight_middleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves static files from the Django process itself (Daphne serves no files).

@@ -23,11 +23,9 @@ def redis_url() -> str:
 @pytest.fixture(autouse=True)
 async def _fresh_hub():
     """Each test gets its own event loop, hence its own hub and an empty channel layer."""
-    realtime._hub = None
+    realtime.hub_stop()
     yield
-    if realtime._hub is not None:
-        realtime._hub.stop()
-    realtime._hub = None
+    realtime.hub_stop()
     try:
         await get_channel_layer().flush()
     except Exception:

@@ -403,32 +403,6 @@ async def test_typing_reaches_the_others_once_per_3_s_and_not_the_typist(ann_coo
     assert await ann.silent(0.1) and await ann_tab2.silent(0.1)
 
 
-# --- presence -----------------------------------------------------------------------------
-
-
-async def test_presence_with_two_tabs_of_one_user(ann_cookie, bob_cookie, user):
-    bob, joined = await joined_socket(bob_cookie)
-    assert joined["online"] == ["bob"]
-    ann_tab1, joined = await joined_socket(ann_cookie)
-    assert joined["online"] == ["ann", "bob"]
-    assert await bob.recv_any() == {"type": "presence", "room": "general", "user": "ann", "online": True}
-    ann_tab2, _ = await joined_socket(await database_sync_to_async(session_cookie)(user))
-    await ann_tab1.close()
-    assert await bob.comm.receive_nothing(0.5)  # a second tab, then one of two tabs closing: no change
-    await ann_tab2.close()
-    assert await bob.recv_any() == {"type": "presence", "room": "general", "user": "ann", "online": False}
-    # A user's own sockets are not told about themselves.
-    assert await ann_tab1.comm.receive_nothing(0.1)
-
-
-async def test_leaving_a_room_announces_the_user_offline(ann_cookie, bob_cookie):
-    bob, _ = await joined_socket(bob_cookie)
-    ann, _ = await joined_socket(ann_cookie)
-    assert (await bob.recv_any())["online"] is True
-    await ann.send(type="leave", room="general")
-    assert await bob.recv_any() == {"type": "presence", "room": "general", "user": "ann", "online": False}
-
-
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
 def test_a_ready_made_event_frame_is_the_frame_a_websocket_library_builds(size):
     from websockets.frames import Frame, Opcode

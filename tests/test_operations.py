@@ -1,5 +1,5 @@
 """Operations: /metrics, /healthz's timeout, the per-user socket limit, slow sockets, and
-Daphne's SIGTERM drain (chat/metrics.py, chat/serving.py, deploy/)."""
+Daphne's SIGTERM drain (chat/metrics.py, chat/serving/, deploy/)."""
 
 import asyncio
 import json

@@ -1,6 +1,7 @@
 """The hub on the real Redis channel layer, whatever the configured layer is."""
 
 import asyncio
+import time
 
 import pytest
 from channels.layers import get_channel_layer
@@ -33,10 +34,9 @@ async def test_an_idle_socket_survives_10_s_and_still_receives_over_redis(redis_
     await asyncio.sleep(10.5)
     # Sent straight to the group, so only the layer's receive path can deliver it.
     text = protocol.encode({"type": "message", "room": "general", "seq": 1, "message": {"body": "via redis"}})
-    await redis_layer.group_send(
-        realtime.room_group(general.pk), {"type": realtime.ROOM_EVENT, "room": general.pk, "events": [[1, text]]}
-    )
+    message = protocol.room_events_message(room_id=general.pk, frames=[protocol.RoomEventFrame(seq=1, text=text)], at=time.time())
+    await redis_layer.group_send(realtime.room_group(general.pk), message)
     assert (await sock.recv(timeout=3))["message"]["body"] == "via redis"
     await sock.send(type="ping")
     assert (await sock.recv())["type"] == "pong"
-    assert realtime._hub.layer_errors == 0
+    assert realtime.current_hub().layer_errors == 0

@@ -109,7 +109,7 @@ async def test_sigterm_closes_every_socket_with_1001_stops_listening_and_exits_0
         for ws in sockets:
             await _join(ws)
         codes, refused, returncode, took = await sigterm_drain(server, sockets)
-        # uvicorn on its own closes with 1012; the drain in chat/serving.py with 1001.
+        # uvicorn on its own closes with 1012; the drain in chat/serving/drain.py with 1001.
         assert codes == [1001] * len(sockets)
         # The listener went first: a new connection is refused, so a proxy tries another worker.
         assert refused

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import protocol, rules, selectors, services
+from .. import protocol, realtime, rules, selectors, services
 from ..protocol import ChatError, message_payload
 from . import serializers as s
 from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, errors
@@ -61,7 +61,7 @@ def _room(request: Request, room, *, detail: bool = False) -> dict:
     (room,) = _with_rights(request, [selectors.rooms_for_user(user=request.user).get(pk=room.pk)])
     if not detail:
         return s.RoomSerializer(room).data
-    room.online = selectors.room_online(room_id=room.pk)
+    room.online = realtime.room_online(room_id=room.pk)
     return s.RoomDetailSerializer(room).data
 
 

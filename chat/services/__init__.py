@@ -144,7 +144,8 @@ def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
         if actor.pk != user.pk:
             log_member_remove(actor=actor, user=user, room=access.room)
     if access.room.private:
-        event = {"kick": access.room.pk, "reason": "You left the room." if actor.pk == user.pk else "You were removed."}
+        reason = "You left the room." if actor.pk == user.pk else "You were removed."
+        event = protocol.kick_event(room_id=access.room.pk, reason=reason)
         user_id = user.pk
         transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
 
@@ -176,7 +177,7 @@ def token_revoke(*, user) -> bool:
     Token.objects.filter(user=user).delete()
     user_id = user.pk
     for key in keys:
-        event = {"close": protocol.CLOSE_UNAUTHENTICATED, "token": key}
+        event = protocol.close_event(code=protocol.CLOSE_UNAUTHENTICATED, token=key)
         transaction.on_commit(lambda event=event: realtime.user_event_publish(user_id=user_id, event=event))
     return True
 

@@ -26,7 +26,7 @@ def read_mark(*, room: Room, user, seq: int, origin: str | None = None, door: ru
         Membership.objects.get_or_create(room=room, user=user, defaults={"read_seq": room.seq})
     moved = Membership.objects.filter(room=room, user=user, read_seq__lt=target).update(read_seq=target)
     if moved:
-        event = {"read": {"type": protocol.READ, "room": room.slug, "seq": target}, "origin": origin}
+        event = protocol.read_event(room=room.slug, seq=target, origin=origin)
         transaction.on_commit(lambda: realtime.user_event_publish(user_id=user.pk, event=event))
         return target
     return Membership.objects.values_list("read_seq", flat=True).get(room=room, user=user)

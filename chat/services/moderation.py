@@ -107,7 +107,7 @@ def room_ban_set(*, access: rules.RoomAccess, actor, user, until: datetime | Non
     """
     ban, created = _restrict(RoomBan, access=access, actor=actor, user=user, until=until, reason=reason,
                              action=Action.BAN, verb="banned")
-    event = {"kick": ban.room_id, "reason": f"Banned from this room{': ' + ban.reason if ban.reason else '.'}"}
+    event = protocol.kick_event(room_id=ban.room_id, reason=f"Banned from this room{': ' + ban.reason if ban.reason else '.'}")
     user_id = user.pk
     transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
     return ban, created
@@ -166,7 +166,7 @@ def site_ban_set(*, actor, user, until: datetime | None = None, reason: str = ""
             summary=f"{_name(actor)} banned {_name(user)} from the site{_until_text(until)}",
         )
     user_id = user.pk
-    event = {"close": protocol.CLOSE_BANNED}
+    event = protocol.close_event(code=protocol.CLOSE_BANNED)
     transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
     return ban, created
 

@@ -1,21 +1,24 @@
-"""The only module that talks to the channel layer.
+"""The per-process delivery engine: one Hub per server process (per event loop).
 
-Each server process runs one Hub. The hub owns one channel-layer channel and joins it to
-the group of every room (and user) that has a socket in this process, so the layer carries
-one message per process and room, not one per recipient. The hub fans each room event out
-to the local sockets as one pre-encoded frame, in seq order and without gaps:
+The hub owns the process's one channel-layer channel and joins it to the group of every
+room (and user) that has a socket in this process, so the layer carries one message per
+process and room, not one per recipient. It fans each room event out to the local sockets
+as one pre-encoded frame, in seq order and without gaps:
 
-- events are numbered per room (PROTOCOL.md 3.3); a feed per room delivers seq n+1 only
-  after n, holds early arrivals, and fills a gap from the database if the missing event
-  has not arrived within FILL_DELAY (FILL_DELAY_LAYER with several processes);
+- each room with a socket here has a RoomFeed (feed.py): seq n+1 only after n, early
+  arrivals held, a gap filled from the database after FILL_DELAY (FILL_DELAY_LAYER with
+  several processes);
 - the channel layer is at-most-once, so a poll compares every feed with the database's
   room seq every POLL_INTERVAL and fills what never arrived (a lost broadcast, a Redis
   outage) from the database;
 - each socket's Subscription starts buffering before the socket reads the room's seq from
-  the database, so nothing committed after that read can slip past it.
+  the database, so nothing committed after that read can slip past it;
+- presence: first joins and last leaves of a user in a room go to the presence store
+  (presence.py) and, as ``presence`` frames, to the room's other sockets in every process.
 
-Writers call room_events_publish() / user_event_publish() from any thread (typically a
-transaction.on_commit callback); they never block on the layer.
+One task (_dispatch) applies everything that reaches the hub, from this process or the
+layer, in arrival order; one task (_publish) makes every layer write in queue order.
+Writers outside the loop go through publish.py.
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from . import metrics
-from .db import db_call
-from .presence import HEARTBEAT, presence_store
-from .selectors import event_frames, room_seq, room_seqs
-from .protocol import PRESENCE, RoomEventFrame, encode
+from .. import metrics, protocol
+from ..db import db_call
+from ..protocol import RoomEventFrame, UserEvent
+from ..selectors import room_seq, room_seqs
+from .feed import RoomFeed, Subscription
+from .presence import HEARTBEAT, PresenceTracker, presence_store
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +52,16 @@ LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
 REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
 
-ROOM_EVENT = "room.event"
-ROOM_EPHEMERAL = "room.ephemeral"  # no seq, not stored: typing
-ROOM_PRESENCE = "room.presence"
-USER_EVENT = "user.event"
 TYPING_EVERY = 3.0  # seconds: at most one typing frame per user and room
 
 
 def room_group(room_id: int) -> str:
+    """The channel-layer group of a room's events (channels allows [a-zA-Z0-9_.-], < 100)."""
     return f"chat.room.{room_id}"
 
 
 def user_group(user_id: int) -> str:
+    """The channel-layer group of a user's events."""
     return f"chat.user.{user_id}"
 
 
@@ -74,147 +75,11 @@ class Socket(Protocol):
 
     async def send_event(self, frame: RoomEventFrame) -> None: ...
 
-    async def user_event(self, event: dict[str, Any]) -> None: ...
+    async def user_event(self, event: UserEvent) -> None: ...
 
     async def fail(self) -> None: ...
 
     async def close(self, code: int) -> None: ...
-
-
-# --- per socket -----------------------------------------------------------------------
-
-
-class Subscription:
-    """One socket's place in one room's stream.
-
-    Until start() the subscription buffers; afterwards it sends frame ``last + 1`` next,
-    skips anything at or below ``last`` and fills any gap from the database.
-    """
-
-    __slots__ = ("socket", "room_id", "last", "buffer")
-
-    def __init__(self, socket: Socket, room_id: int):
-        self.socket = socket
-        self.room_id = room_id
-        self.last = 0
-        self.buffer: list[RoomEventFrame] | None = []
-
-    async def offer(self, frame: RoomEventFrame) -> None:
-        """Take a frame from the feed (called in seq order)."""
-        if self.buffer is not None:
-            self.buffer.append(frame)
-        elif frame.seq == self.last + 1:
-            self.last = frame.seq
-            await self.socket.send_event(frame)
-            metrics.DELIVERIES_LIVE.inc()
-        elif frame.seq > self.last:
-            self.buffer = [frame]
-            asyncio.get_running_loop().create_task(self.catch_up())
-
-    async def start(self, *, last: int) -> None:
-        """Go live after ``last`` (the seq the socket has), delivering what arrived meanwhile."""
-        self.last = last
-        await self.catch_up()
-
-    async def catch_up(self) -> None:
-        """Deliver the buffer in order, filling gaps from the database, then go live."""
-
-        try:
-            while self.buffer:
-                frames, self.buffer = sorted(self.buffer, key=lambda f: f.seq), []
-                for frame in frames:
-                    if frame.seq <= self.last:
-                        continue
-                    if frame.seq > self.last + 1:
-                        missing = await db_call(event_frames)(
-                            room_id=self.room_id, after=self.last, upto=frame.seq - 1
-                        )
-                        if [m.seq for m in missing] != list(range(self.last + 1, frame.seq)):
-                            raise RuntimeError(f"events {self.last + 1}-{frame.seq - 1} are no longer kept")
-                        metrics.GAP_FILLS.labels("socket").inc()
-                        metrics.GAP_FILLED_EVENTS.inc(len(missing))
-                        for m in missing:
-                            await self.socket.send_event(m)
-                            metrics.DELIVERIES.labels("catch_up").inc()
-                        self.last = frame.seq - 1
-                    self.last = frame.seq
-                    await self.socket.send_event(frame)
-                    metrics.DELIVERIES_LIVE.inc()
-            self.buffer = None
-        except Exception:
-            # The socket cannot be brought up to date here; it reconnects and resumes.
-            log.exception("catch-up failed for room %s", self.room_id)
-            await self.socket.fail()
-
-
-# --- per room in this process ---------------------------------------------------------
-
-
-class RoomFeed:
-    """The ordered, gap-free stream of one room's events in this process."""
-
-    def __init__(self, hub: Hub, room_id: int, slug: str):
-        self.hub = hub
-        self.room_id = room_id
-        self.slug = slug
-        self.online: set[str] = set()  # usernames this process believes online in the room
-        self.absent: set[str] = set()  # online here but missing from the last presence sweep
-        self.seq: int | None = None  # last delivered; None until started
-        self.subs: set[Subscription] = set()
-        self.pending: dict[int, RoomEventFrame] = {}
-        self.ready = asyncio.Event()
-        self.error: BaseException | None = None
-        self.filling = False
-        self.poll_target: int | None = None
-
-    async def accept(self, frames: list[RoomEventFrame]) -> None:
-        """Take frames in any order; deliver every one that is next in line."""
-        for frame in frames:
-            if self.seq is None or frame.seq > self.seq:
-                self.pending.setdefault(frame.seq, frame)
-        if self.seq is None:
-            return
-        while self.seq + 1 in self.pending:
-            frame = self.pending.pop(self.seq + 1)
-            self.seq = frame.seq
-            for sub in list(self.subs):
-                try:
-                    await sub.offer(frame)
-                except Exception:
-                    log.exception("delivery failed in room %s", self.room_id)
-                    self.hub.unsubscribe(sub)
-        if self.pending:
-            self.fill(delay=FILL_DELAY if self.hub.local_only else FILL_DELAY_LAYER)
-
-    def start(self, seq: int) -> None:
-        self.seq = seq
-        self.pending = {s: f for s, f in self.pending.items() if s > seq}
-        self.ready.set()
-
-    def fill(self, *, delay: float, upto: int | None = None) -> None:
-        """Fetch missing events from the database after ``delay`` unless they arrive first."""
-        if not self.filling:
-            self.filling = True
-            self.hub.loop.create_task(self._fill(delay, upto))
-
-    async def _fill(self, delay: float, upto: int | None) -> None:
-
-        try:
-            await asyncio.sleep(delay)
-            target = max([*self.pending, upto or 0])
-            if self.seq is None or target <= self.seq or self.hub.feeds.get(self.room_id) is not self:
-                return
-            frames = await db_call(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
-            metrics.GAP_FILLS.labels("order" if upto is None else "poll").inc()
-            metrics.GAP_FILLED_EVENTS.inc(len(frames))
-            self.hub.inbox.put_nowait(("fill", self.room_id, frames))
-        except Exception:
-            log.exception("gap fill failed in room %s", self.room_id)
-        finally:
-            self.filling = False
-
-
-# --- per process ----------------------------------------------------------------------
 
 
 class Hub:
@@ -231,12 +96,7 @@ class Hub:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
         self.layer_errors = 0  # channel-layer failures since start
-        self.presence = presence_store()
-        # Sockets per (room, user) in this process, and the pairs recorded in the store.
-        self.present: dict[tuple[int, int], int] = {}
-        self.usernames: dict[int, str] = {}
-        self.registered: set[tuple[int, int]] = set()
-        self.presence_queue: asyncio.Queue = asyncio.Queue()
+        self.presence = PresenceTracker(presence_store(), announce=self._announce)
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -250,13 +110,13 @@ class Hub:
 
     async def _start(self) -> None:
         self.channel = await self.layer.new_channel(prefix="chat-hub")
-        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self._presence, self._sweep):
+        for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self.presence.run, self._sweep):
             self.tasks.append(self.loop.create_task(run()))
 
     # -- writers (any thread) --
 
-    def publish(self, group: str, message: dict[str, Any], local: tuple | None) -> None:
-        """Queue ``message`` for the layer and, for room events, deliver it here at once.
+    def publish(self, group: str, message: protocol.LayerMessage, local: tuple | None) -> None:
+        """Queue ``message`` for the layer and deliver ``local`` (an inbox item) here at once.
 
         The in-memory layer reaches no other process, so what is delivered here at once
         is not sent through it as well (it would come back to this hub as a duplicate).
@@ -278,7 +138,13 @@ class Hub:
 
         feed = self.feeds.get(room_id)
         if feed is None:
-            feed = self.feeds[room_id] = RoomFeed(self, room_id, slug)
+            feed = self.feeds[room_id] = RoomFeed(
+                room_id,
+                slug,
+                fill_delay=FILL_DELAY if self.local_only else FILL_DELAY_LAYER,
+                refill=lambda frames: self.inbox.put_nowait(("fill", room_id, frames)),
+                drop=self.unsubscribe,
+            )
             try:
                 await self._group("add", room_group(room_id))
                 feed.online = await self._store_online(room_id)
@@ -286,15 +152,14 @@ class Hub:
             except BaseException as exc:
                 feed.error = exc
                 feed.ready.set()
-                if self.feeds.get(room_id) is feed:
-                    del self.feeds[room_id]
+                self._feed_close(feed)
                 raise
         await feed.ready.wait()
         if feed.error is not None:
             raise feed.error
         sub = Subscription(socket, room_id)
         feed.subs.add(sub)
-        self._presence_count(room_id, socket, +1)
+        self.presence.count(room_id, socket.user_id, socket.username, +1)
         return sub
 
     async def close_all(self, code: int) -> int:
@@ -311,7 +176,7 @@ class Hub:
     async def typing_allowed(self, user_id: int, room_id: int) -> bool:
         """True at most once per TYPING_EVERY per user and room, whatever socket or process."""
         try:
-            return await self.presence.typing_allowed(room_id, user_id, TYPING_EVERY)
+            return await self.presence.store.typing_allowed(room_id, user_id, TYPING_EVERY)
         except Exception as exc:
             log.warning("typing throttle unavailable: %r", exc)
             return False
@@ -321,10 +186,15 @@ class Hub:
         if feed is None or sub not in feed.subs:
             return
         feed.subs.discard(sub)
-        self._presence_count(sub.room_id, sub.socket, -1)
+        self.presence.count(sub.room_id, sub.socket.user_id, sub.socket.username, -1)
         if not feed.subs and feed.ready.is_set():
-            del self.feeds[sub.room_id]
+            self._feed_close(feed)
             self.outbox.put_nowait(("discard", room_group(sub.room_id), None, None))
+
+    def _feed_close(self, feed: RoomFeed) -> None:
+        feed.close()
+        if self.feeds.get(feed.room_id) is feed:
+            del self.feeds[feed.room_id]
 
     async def user_attach(self, socket: Socket) -> None:
         sockets = self.users.setdefault(socket.user_id, set())
@@ -380,49 +250,17 @@ class Hub:
 
     # -- presence --
 
-    def _presence_count(self, room_id: int, socket: Socket, delta: int) -> None:
-        key = (room_id, socket.user_id)
-        self.usernames[socket.user_id] = socket.username
-        count = self.present.get(key, 0) + delta
-        if count > 0:
-            self.present[key] = count
-        else:
-            self.present.pop(key, None)
-        if count in (0, 1):
-            self.presence_queue.put_nowait(key)
-
     async def _store_online(self, room_id: int) -> set[str]:
         try:
-            return await self.presence.online(room_id)
+            return await self.presence.store.online(room_id)
         except Exception as exc:
             log.warning("presence store unavailable: %r", exc)
             feed = self.feeds.get(room_id)
             return set(feed.online) if feed else set()
 
-    async def _presence(self) -> None:
-        """Record first joins and last leaves in the store, in order, and announce them.
-
-        One task applies every change, each time re-reading the current count, so a leave
-        and a quick re-join of the same user can never be applied out of order.
-        """
-        while True:
-            key = await self.presence_queue.get()
-            room_id, user_id = key
-            username = self.usernames.get(user_id, "")
-            try:
-                if key in self.present and key not in self.registered:
-                    self.registered.add(key)
-                    if await self.presence.add(room_id, user_id, username):
-                        self._announce(room_id, username, True)
-                elif key not in self.present and key in self.registered:
-                    self.registered.discard(key)
-                    if await self.presence.remove(room_id, user_id, username):
-                        self._announce(room_id, username, False)
-            except Exception as exc:
-                log.warning("presence store unavailable: %r", exc)
-
     def _announce(self, room_id: int, username: str, online: bool) -> None:
-        message = {"type": ROOM_PRESENCE, "room": room_id, "user": username, "online": online}
+        """Tell every process (this one at once) that the user came online or went offline."""
+        message = protocol.room_presence_message(room_id=room_id, user=username, online=online)
         self.publish(room_group(room_id), message, local=("presence", room_id, message))
 
     async def _sweep(self) -> None:
@@ -435,15 +273,15 @@ class Hub:
         while True:
             await asyncio.sleep(HEARTBEAT)
             try:
-                await self.presence.renew([(r, u, self.usernames.get(u, "")) for r, u in self.registered])
+                await self.presence.renew()
                 for feed in list(self.feeds.values()):
-                    current = await self.presence.online(feed.room_id)
-                    for user in current - feed.online:
-                        self.inbox.put_nowait(("presence", feed.room_id, {"user": user, "online": True}))
+                    current = await self.presence.store.online(feed.room_id)
                     gone = feed.online - current
-                    for user in gone & feed.absent:
-                        self.inbox.put_nowait(("presence", feed.room_id, {"user": user, "online": False}))
+                    changes = [(user, True) for user in current - feed.online] + [(user, False) for user in gone & feed.absent]
                     feed.absent = gone - feed.absent
+                    for user, online in changes:
+                        message = protocol.room_presence_message(room_id=feed.room_id, user=user, online=online)
+                        self.inbox.put_nowait(("presence", feed.room_id, message))
             except Exception as exc:
                 log.warning("presence sweep failed: %r", exc)
 
@@ -456,7 +294,7 @@ class Hub:
             feed.online.add(user)
         else:
             feed.online.discard(user)
-        text = encode({"type": PRESENCE, "room": feed.slug, "user": user, "online": online})
+        text = protocol.encode(protocol.presence_frame(room=feed.slug, user=user, online=online))
         for sub in list(feed.subs):
             if sub.socket.username != user:
                 await _each(sub.socket.send_text(text))
@@ -472,16 +310,16 @@ class Hub:
                 await asyncio.sleep(0.5)
                 continue
             metrics.LAYER_RECEIVED.labels(message.get("type", "")).inc()
-            if message.get("type") == ROOM_EVENT:
+            kind = message.get("type")
+            if kind == protocol.ROOM_EVENT:
                 if "t" in message:
                     metrics.BROADCAST_SECONDS.observe(max(time.time() - message["t"], 0))
-                frames = [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
-                self.inbox.put_nowait(("room", message["room"], frames))
-            elif message.get("type") == ROOM_EPHEMERAL:
+                self.inbox.put_nowait(("room", message["room"], protocol.room_events_frames(message)))
+            elif kind == protocol.ROOM_EPHEMERAL:
                 self.inbox.put_nowait(("ephemeral", message["room"], message))
-            elif message.get("type") == ROOM_PRESENCE:
+            elif kind == protocol.ROOM_PRESENCE:
                 self.inbox.put_nowait(("presence", message["room"], message))
-            elif message.get("type") == USER_EVENT:
+            elif kind == protocol.USER_EVENT:
                 self.inbox.put_nowait(("user", message["user"], message["event"]))
 
     async def _dispatch(self) -> None:
@@ -544,6 +382,8 @@ async def _each(sending) -> None:
         log.exception("sending to a socket failed")
 
 
+# --- the process's hub -----------------------------------------------------------------
+
 _hub: Hub | None = None
 
 
@@ -557,38 +397,15 @@ async def ahub() -> Hub:
     return _hub
 
 
-def _publish(group: str, message: dict[str, Any], local: tuple | None = None) -> None:
+def current_hub() -> Hub | None:
+    """This process's hub if its loop is running, else None (no socket was ever opened)."""
     hub = _hub
-    if hub is not None and hub.alive():
-        hub.loop.call_soon_threadsafe(hub.publish, group, message, local)
-        return
-    # No sockets in this process (a management command, a plain HTTP worker).
-    try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
-    except Exception as exc:
-        log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
+    return hub if hub is not None and hub.alive() else None
 
 
-def room_events_publish(*, room_id: int, frames: list[RoomEventFrame]) -> None:
-    """Announce committed room events (in seq order) to every process. Safe from any thread.
-
-    One layer message carries them all: a group commit of many posts to one room costs
-    each process one message.
-    """
-    message = {"type": ROOM_EVENT, "room": room_id, "events": [[f.seq, f.text] for f in frames], "t": time.time()}
-    for frame in frames:
-        kind = metrics.event_type(frame.text)
-        metrics.ROOM_EVENTS.labels(kind).inc()
-        if kind == "message":
-            metrics.MESSAGES_STORED.inc()
-    _publish(room_group(room_id), message, local=("room", room_id, frames))
-
-
-def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None = None) -> None:
-    """Send an unnumbered frame to the room's sockets (but ``except_user``'s), in every process."""
-    _publish(room_group(room_id), {"type": ROOM_EPHEMERAL, "room": room_id, "text": text, "except": except_user})
-
-
-def user_event_publish(*, user_id: int, event: dict[str, Any]) -> None:
-    """Send ``event`` to every socket of the user, in every process. Safe from any thread."""
-    _publish(user_group(user_id), {"type": USER_EVENT, "user": user_id, "event": event})
+def hub_stop() -> None:
+    """Stop and forget this process's hub, so the next ahub() starts a fresh one (tests)."""
+    global _hub
+    if _hub is not None:
+        _hub.stop()
+    _hub = None

@@ -13,8 +13,17 @@ gone: no ghost stays online.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
+from typing import Callable
+
+import redis
+import redis.asyncio
+from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT = 4.0  # seconds between renewals (and sweeps)
 TTL = 15.0  # an entry not renewed for this long is gone
@@ -115,10 +124,8 @@ class RedisPresence:
     PREFIX = "chat:presence:"
 
     def __init__(self, url: str):
-        import redis.asyncio as redis
-
         self.process = uuid.uuid4().hex
-        self.redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
         self._add = self.redis.register_script(_ADD)
         self._remove = self.redis.register_script(_REMOVE)
         self._online = self.redis.register_script(_ONLINE)
@@ -156,10 +163,63 @@ class RedisPresence:
         await self.redis.aclose()
 
 
-def presence_store():
-    """The store matching the channel layer: Redis when REDIS_URL is set."""
-    from django.conf import settings
+class PresenceTracker:
+    """This process's share of presence: its sockets per (room, user), recorded in ``store``
+    when the first joins and removed when the last leaves, and renewed by renew().
 
+    ``announce(room_id, username, online)`` is called when the store reports the user's first
+    socket in the room in any process, or the last one gone.
+    """
+
+    def __init__(self, store: LocalPresence | RedisPresence, *, announce: Callable[[int, str, bool], None]):
+        self.store = store
+        self.announce = announce
+        self.sockets: dict[tuple[int, int], int] = {}  # (room, user) -> this process's sockets
+        self.usernames: dict[int, str] = {}
+        self.recorded: set[tuple[int, int]] = set()  # the pairs this process holds in the store
+        self.changes: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+
+    def count(self, room_id: int, user_id: int, username: str, delta: int) -> None:
+        """A socket of the user joined (+1) or left (-1) the room in this process."""
+        key = (room_id, user_id)
+        self.usernames[user_id] = username
+        count = self.sockets.get(key, 0) + delta
+        if count > 0:
+            self.sockets[key] = count
+        else:
+            self.sockets.pop(key, None)
+        if count in (0, 1):
+            self.changes.put_nowait(key)
+
+    async def run(self) -> None:
+        """Record first joins and last leaves in the store, in order, and announce them.
+
+        One task applies every change, each time re-reading the current count, so a leave
+        and a quick re-join of the same user can never be applied out of order.
+        """
+        while True:
+            key = await self.changes.get()
+            room_id, user_id = key
+            username = self.usernames.get(user_id, "")
+            try:
+                if key in self.sockets and key not in self.recorded:
+                    self.recorded.add(key)
+                    if await self.store.add(room_id, user_id, username):
+                        self.announce(room_id, username, True)
+                elif key not in self.sockets and key in self.recorded:
+                    self.recorded.discard(key)
+                    if await self.store.remove(room_id, user_id, username):
+                        self.announce(room_id, username, False)
+            except Exception as exc:
+                log.warning("presence store unavailable: %r", exc)
+
+    async def renew(self) -> None:
+        """Renew this process's entries (every HEARTBEAT; they lapse after TTL otherwise)."""
+        await self.store.renew([(r, u, self.usernames.get(u, "")) for r, u in self.recorded])
+
+
+def presence_store() -> LocalPresence | RedisPresence:
+    """The store matching the channel layer: Redis when REDIS_URL is set."""
     global _local
     if settings.REDIS_URL:
         return RedisPresence(settings.REDIS_URL)
@@ -172,13 +232,9 @@ def presence_store():
 _local: LocalPresence | None = None
 
 
-def room_online(room_id: int) -> list[str]:
-    """Usernames online in the room, for synchronous code (REST views)."""
-    from django.conf import settings
-
+def room_online(*, room_id: int) -> list[str]:
+    """Usernames online in the room in any process, for synchronous code (REST views)."""
     if settings.REDIS_URL:
-        import redis
-
         client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
         try:
             members = client.eval(_ONLINE, 1, f"{RedisPresence.PREFIX}{room_id}:users", time.time(), f"{RedisPresence.PREFIX}{room_id}:u:")

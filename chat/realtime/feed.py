@@ -1,0 +1,193 @@
+"""One room's ordered, gap-free stream of events in this process, and each socket's place in it
+(PROTOCOL.md 3.3, item 3).
+
+- RoomFeed takes a room's events in any order and from any source (this process's own
+  commits, the channel layer, the database) and hands each one on exactly once, in seq
+  order: it holds early arrivals, drops what it has delivered already, and reads a gap from
+  the database if the missing event has not arrived within its fill delay.
+- Subscription is one socket's place in one feed. It buffers until the socket has read the
+  room's seq from the database, then sends seq ``last + 1`` next; a frame beyond that
+  (the socket was behind) is preceded by the missing ones, read from the database.
+
+Both run on the hub's event loop; neither talks to the channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable, Protocol
+
+from .. import metrics
+from ..db import db_call
+from ..protocol import RoomEventFrame
+from ..selectors import event_frames
+
+log = logging.getLogger(__name__)
+
+
+class EventSocket(Protocol):
+    """What a subscription needs of its socket (ChatConsumer)."""
+
+    async def send_event(self, frame: RoomEventFrame) -> None: ...
+
+    async def fail(self) -> None: ...
+
+
+class Subscription:
+    """One socket's place in one room's stream.
+
+    Until start() the subscription buffers; afterwards it sends frame ``last + 1`` next,
+    skips anything at or below ``last`` and fills any gap from the database.
+    """
+
+    __slots__ = ("socket", "room_id", "last", "buffer", "_catching_up")
+
+    def __init__(self, socket: EventSocket, room_id: int):
+        self.socket = socket
+        self.room_id = room_id
+        self.last = 0
+        self.buffer: list[RoomEventFrame] | None = []
+        self._catching_up: asyncio.Task | None = None
+
+    async def offer(self, frame: RoomEventFrame) -> None:
+        """Take a frame from the feed (called in seq order)."""
+        if self.buffer is not None:
+            self.buffer.append(frame)
+        elif frame.seq == self.last + 1:
+            self.last = frame.seq
+            await self.socket.send_event(frame)
+            metrics.DELIVERIES_LIVE.inc()
+        elif frame.seq > self.last:
+            self.buffer = [frame]
+            # Held here: the event loop keeps only weak references to tasks.
+            self._catching_up = asyncio.get_running_loop().create_task(self.catch_up())
+
+    async def start(self, *, last: int) -> None:
+        """Go live after ``last`` (the seq the socket has), delivering what arrived meanwhile."""
+        self.last = last
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Deliver the buffer in order, filling gaps from the database, then go live.
+
+        A gap that the database no longer holds fails the socket (it reconnects and resumes).
+        """
+        try:
+            while self.buffer:
+                frames, self.buffer = sorted(self.buffer, key=lambda f: f.seq), []
+                for frame in frames:
+                    if frame.seq <= self.last:
+                        continue
+                    if frame.seq > self.last + 1:
+                        await self._fill_upto(frame.seq - 1)
+                    self.last = frame.seq
+                    await self.socket.send_event(frame)
+                    metrics.DELIVERIES_LIVE.inc()
+            self.buffer = None
+        except Exception:
+            log.exception("catch-up failed for room %s", self.room_id)
+            await self.socket.fail()
+
+    async def _fill_upto(self, upto: int) -> None:
+        missing = await db_call(event_frames)(room_id=self.room_id, after=self.last, upto=upto)
+        if [m.seq for m in missing] != list(range(self.last + 1, upto + 1)):
+            raise RuntimeError(f"events {self.last + 1}-{upto} are no longer kept")
+        metrics.GAP_FILLS.labels("socket").inc()
+        metrics.GAP_FILLED_EVENTS.inc(len(missing))
+        for m in missing:
+            await self.socket.send_event(m)
+            metrics.DELIVERIES.labels("catch_up").inc()
+        self.last = upto
+
+
+class RoomFeed:
+    """The ordered, gap-free stream of one room's events in this process.
+
+    ``refill`` receives the frames a gap fill read from the database; the owner feeds them
+    back through accept() in turn with everything else, so one task applies all of them.
+    ``drop`` receives a subscription whose delivery raised. ``fill_delay`` is how long an
+    early arrival waits for the missing events before they are read from the database.
+    """
+
+    def __init__(
+        self,
+        room_id: int,
+        slug: str,
+        *,
+        fill_delay: float,
+        refill: Callable[[list[RoomEventFrame]], None],
+        drop: Callable[[Subscription], None],
+    ):
+        self.room_id = room_id
+        self.slug = slug
+        self.fill_delay = fill_delay
+        self.refill = refill
+        self.drop = drop
+        self.online: set[str] = set()  # usernames this process believes online in the room
+        self.absent: set[str] = set()  # online here but missing from the last presence sweep
+        self.seq: int | None = None  # last delivered; None until started
+        self.subs: set[Subscription] = set()
+        self.pending: dict[int, RoomEventFrame] = {}
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+        self.closed = False  # see close()
+        self.poll_target: int | None = None  # the database's seq when the feed was last behind it
+        self._filling: asyncio.Task | None = None
+
+    async def accept(self, frames: list[RoomEventFrame]) -> None:
+        """Take frames in any order; deliver every one that is next in line."""
+        for frame in frames:
+            if self.seq is None or frame.seq > self.seq:
+                self.pending.setdefault(frame.seq, frame)
+        if self.seq is None:
+            return
+        while self.seq + 1 in self.pending:
+            frame = self.pending.pop(self.seq + 1)
+            self.seq = frame.seq
+            for sub in list(self.subs):
+                try:
+                    await sub.offer(frame)
+                except Exception:
+                    log.exception("delivery failed in room %s", self.room_id)
+                    self.drop(sub)
+        if self.pending:
+            self.fill(delay=self.fill_delay)
+
+    def start(self, seq: int) -> None:
+        """Deliver from ``seq + 1`` on (``seq`` is the room's, read from the database)."""
+        self.seq = seq
+        self.pending = {s: f for s, f in self.pending.items() if s > seq}
+        self.ready.set()
+
+    @property
+    def filling(self) -> asyncio.Task | None:
+        """The gap fill under way, if any."""
+        return self._filling
+
+    def close(self) -> None:
+        """Stop filling: the owner has let go of the feed."""
+        self.closed = True
+        if self._filling is not None:
+            self._filling.cancel()
+
+    def fill(self, *, delay: float, upto: int | None = None) -> None:
+        """Read missing events (up to ``upto``, or to the highest pending) from the database
+        after ``delay`` unless they arrive first; one fill at a time."""
+        if self._filling is None:
+            self._filling = asyncio.get_running_loop().create_task(self._fill(delay, upto))
+
+    async def _fill(self, delay: float, upto: int | None) -> None:
+        try:
+            await asyncio.sleep(delay)
+            target = max([*self.pending, upto or 0])
+            if self.seq is None or target <= self.seq or self.closed:
+                return
+            frames = await db_call(event_frames)(room_id=self.room_id, after=self.seq, upto=target)
+            metrics.GAP_FILLS.labels("order" if upto is None else "poll").inc()
+            metrics.GAP_FILLED_EVENTS.inc(len(frames))
+            self.refill(frames)
+        except Exception:
+            log.exception("gap fill failed in room %s", self.room_id)
+        finally:
+            self._filling = None

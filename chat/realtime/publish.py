@@ -1,0 +1,58 @@
+"""What services call once their transaction has committed: the named events that reach
+every socket concerned, in every server process.
+
+Safe from any thread (a ``transaction.on_commit`` callback runs in the writer's); nothing
+here blocks on the channel layer. In a process that runs a hub the message is handed to the
+hub's loop, which delivers it to its own sockets at once and queues it for the layer; in a
+process without one (a management command, a plain HTTP worker) it goes straight to the layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from .. import metrics, protocol
+from ..protocol import RoomEventFrame, UserEvent
+from .hub import current_hub, room_group, user_group
+
+log = logging.getLogger(__name__)
+
+
+def room_events_publish(*, room_id: int, frames: list[RoomEventFrame]) -> None:
+    """Announce committed room events (in seq order) to every process.
+
+    One layer message carries them all: a group commit of many posts to one room costs
+    each process one message.
+    """
+    message = protocol.room_events_message(room_id=room_id, frames=frames, at=time.time())
+    for frame in frames:
+        kind = metrics.event_type(frame.text)
+        metrics.ROOM_EVENTS.labels(kind).inc()
+        if kind == protocol.MESSAGE:
+            metrics.MESSAGES_STORED.inc()
+    _publish(room_group(room_id), message, local=("room", room_id, frames))
+
+
+def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None = None) -> None:
+    """Send an unnumbered frame (encoded: ``text``) to the room's sockets but ``except_user``'s."""
+    _publish(room_group(room_id), protocol.room_ephemeral_message(room_id=room_id, text=text, except_user=except_user))
+
+
+def user_event_publish(*, user_id: int, event: UserEvent) -> None:
+    """Send ``event`` (protocol.close_event(), kick_event(), read_event()) to every socket of the user."""
+    _publish(user_group(user_id), protocol.user_event_message(user_id=user_id, event=event))
+
+
+def _publish(group: str, message: protocol.LayerMessage, local: tuple | None = None) -> None:
+    hub = current_hub()
+    if hub is not None:
+        hub.loop.call_soon_threadsafe(hub.publish, group, message, local)
+        return
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, message)
+    except Exception as exc:
+        log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
