@@ -2,7 +2,7 @@
 Daphne tests check in test_processes.py and test_operations.py, under the other server.
 
 uvicorn runs with deploy/worker's flags (harness/processes.py: UVICORN_FLAGS), including
-``--ws chat.serving:WebSocketProtocol`` (chat/serving.py explains why)."""
+``--ws chat.serving:WebSocketProtocol`` (chat/serving/uvicorn.py explains why)."""
 
 import asyncio
 import json
