@@ -118,12 +118,14 @@ def room_access(
                    site_moderator=is_site_moderator(user))
 
 
-def room_access_many(keys: set[tuple[int, Any, Door]]) -> dict[tuple[int, int, Door], RoomAccess]:
+def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) -> dict[tuple[int, int, Door], RoomAccess]:
     """room_access for many (room id, user, door) at once: {(room id, user id, door): access}.
 
     One query whatever the number of pairs, in SQL written out (the group commit asks for
     every batch, and building the equivalent ORM query costs more than running it); a
-    missing room has no entry.
+    missing room has no entry. ``lock`` also takes the rooms' locks (the row locks their
+    seq UPDATEs take) in id order, the one order every writer takes them in, until the
+    transaction ends: call it so inside transaction.atomic().
     """
     if not keys:
         return {}
@@ -140,6 +142,10 @@ def room_access_many(keys: set[tuple[int, Any, Door]]) -> dict[tuple[int, int, D
         f" EXISTS (SELECT 1 FROM {table[Mute]} x WHERE {in_force}) AS pair_muted"
         f" FROM (VALUES {values}) AS p JOIN {table[Room]} r ON r.id = p.column1"
     )
+    if lock and connection.features.has_select_for_update_of:
+        # Rows are locked as the sorted rows leave the sort, so in id order. (SQLite has no
+        # row locks: its IMMEDIATE transactions hold the database's write lock from BEGIN.)
+        sql += " ORDER BY r.id FOR UPDATE OF r"
     params = [now, now] + [value for pair in pairs for value in pair]
     moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
     rooms = {(room.pk, room.pair_user): room for room in Room.objects.raw(sql, params)}

@@ -203,9 +203,27 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
         except ChatError as error:
             results[i] = error
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
-    accesses = rules.room_access_many({(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None})
     rate, now = post_rate(), timezone.now()
     recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
+    with transaction.atomic():
+        # Who may post is read under the rooms' locks, in the transaction that stores the
+        # posts: a mute, ban or room lock committed before the batch took the locks is seen.
+        accesses = rules.room_access_many(
+            {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}, lock=True
+        )
+        _judge_and_store(posts, results, existing, accesses, rate=rate, recent=recent, now=now)
+    for i, result in enumerate(results):
+        if isinstance(result, int):
+            first = results[result]
+            results[i] = first if isinstance(first, ChatError) else (first[0], False)
+    return results  # type: ignore[return-value]
+
+
+def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -> None:
+    """Fill ``results`` for the posts not yet refused: judge each in order, store the accepted.
+
+    Should be called inside the transaction holding the rooms' locks (message_post_many).
+    """
     first_index: dict[tuple[int, str], int] = {}
     queued: dict[int, int] = {}
     accepted: list[tuple[int, Room, str]] = []
@@ -251,11 +269,6 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
         for i, message in stored.items():
             if results[i] is None:
                 results[i] = (message, True)
-    for i, result in enumerate(results):
-        if isinstance(result, int):
-            first = results[result]
-            results[i] = first if isinstance(first, ChatError) else (first[0], False)
-    return results  # type: ignore[return-value]
 
 
 def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
