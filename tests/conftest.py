@@ -6,18 +6,51 @@ import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 
 from chat import realtime
 from chat.models import Room
 from tests.factories import make_room, make_token, make_user
+from tests.workers import DEFAULT_TEST_REDIS_URL
 
 ORIGIN = "http://localhost"
 
 
 def redis_url() -> str:
-    """The Redis for tests that need one: REDIS_URL, or the machine's local Redis."""
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    """The Redis for tests that need one: REDIS_URL, else CHAT_TEST_REDIS_URL (the machine's
+    local Redis by default); each xdist worker's own database (tests/workers.py)."""
+    return os.environ.get("REDIS_URL") or os.environ.get("CHAT_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+
+
+# Tests of these directories run one after another in one xdist worker (./test runs
+# --dist loadgroup), beside the other workers' tests. The fault tests each start a cluster
+# (nginx, workers, a Redis, 20 clients) and time its recovery: two at once on two cores
+# measure each other.
+SERIAL_GROUPS = {"tests/faults/": "faults"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        for prefix, group in SERIAL_GROUPS.items():
+            if path.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's default hasher at one iteration. Its hashes keep the default's algorithm
+    name and carry their iteration count, so the server processes tests start (on the
+    default settings) verify them too."""
+
+    iterations = 1
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """The real hasher costs 0.5 s of CPU per user on this machine; that cost is for attackers."""
+    settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
