@@ -23,19 +23,23 @@ def redis_url() -> str:
     return os.environ.get("REDIS_URL") or os.environ.get("CHAT_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
 
 
-# Tests of these directories run one after another in one xdist worker (./test runs
-# --dist loadgroup), beside the other workers' tests. The fault tests each start a cluster
-# (nginx, workers, a Redis, 20 clients) and time its recovery: two at once on two cores
-# measure each other.
-SERIAL_GROUPS = {"tests/faults/": "faults"}
+# Tests whose node id starts with one of these run one after another in one xdist worker
+# (./test runs --dist loadgroup), beside the other workers' tests. The fault tests each
+# start a cluster (nginx, workers, a Redis, 20 clients) and time its recovery; the slow
+# socket tests push megabytes through a server until it drops a socket that does not read,
+# within a time limit. Two of either kind at once on two cores measure each other.
+SERIAL_GROUPS = {
+    "tests/faults/": "faults",
+    "tests/test_operations.py::test_a_socket_that_stops_reading": "firehose",
+    "tests/test_uvicorn.py::test_a_socket_that_stops_reading": "firehose",
+}
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     for item in items:
-        path = item.nodeid.split("::")[0]
         for prefix, group in SERIAL_GROUPS.items():
-            if path.startswith(prefix):
+            if item.nodeid.startswith(prefix):
                 item.add_marker(pytest.mark.xdist_group(group))
 
 
