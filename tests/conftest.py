@@ -3,7 +3,7 @@ import os
 import time
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
@@ -69,6 +69,10 @@ async def _fresh_hub():
         await get_channel_layer().flush()
     except Exception:
         pass
+    # And a layer of its own: channels-redis binds its receive lock to the loop of the test
+    # that first received, and a later test's loop then fails on it ("bound to a different
+    # event loop"), depending on which tests ran before in the same worker.
+    channel_layers.backends.clear()
     # Presence entries of this test's hub, or of the server processes it started (which use
     # the tests' Redis even when the suite runs on the in-memory layer), would otherwise
     # linger for their TTL and show ghosts to the next test.
