@@ -78,7 +78,9 @@ async def _fresh_hub():
     # linger for their TTL and show ghosts to the next test.
     import redis.asyncio as redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL or redis_url(), socket_connect_timeout=1)
+    # A Redis that is not there refuses at once; one that is there may be slow to accept on
+    # a loaded machine (two CI runs at once), and a skipped clean-up would leave ghosts.
+    client = redis.Redis.from_url(settings.REDIS_URL or redis_url(), socket_connect_timeout=10)
     try:
         keys = [k async for k in client.scan_iter("chat:*")]
         if keys:
