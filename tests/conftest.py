@@ -3,21 +3,58 @@ import os
 import time
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 
 from chat import realtime
 from chat.models import Room
 from tests.factories import make_room, make_token, make_user
+from tests.workers import DEFAULT_TEST_REDIS_URL
 
 ORIGIN = "http://localhost"
 
 
 def redis_url() -> str:
-    """The Redis for tests that need one: REDIS_URL, or the machine's local Redis."""
-    return os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    """The Redis for tests that need one: REDIS_URL, else CHAT_TEST_REDIS_URL (the machine's
+    local Redis by default); each xdist worker's own database (tests/workers.py)."""
+    return os.environ.get("REDIS_URL") or os.environ.get("CHAT_TEST_REDIS_URL") or DEFAULT_TEST_REDIS_URL
+
+
+# Tests whose node id starts with one of these run one after another in one xdist worker
+# (./test runs --dist loadgroup), beside the other workers' tests. The fault tests each
+# start a cluster (nginx, workers, a Redis, 20 clients) and time its recovery; the slow
+# socket tests push megabytes through a server until it drops a socket that does not read,
+# within a time limit. Two of either kind at once on two cores measure each other.
+SERIAL_GROUPS = {
+    "tests/faults/": "faults",
+    "tests/test_operations.py::test_a_socket_that_stops_reading": "firehose",
+    "tests/test_uvicorn.py::test_a_socket_that_stops_reading": "firehose",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for prefix, group in SERIAL_GROUPS.items():
+            if item.nodeid.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
+class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
+    """Django's default hasher at one iteration. Its hashes keep the default's algorithm
+    name and carry their iteration count, so the server processes tests start (on the
+    default settings) verify them too."""
+
+    iterations = 1
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """The real hasher costs 0.5 s of CPU per user on this machine; that cost is for attackers."""
+    settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +67,18 @@ async def _fresh_hub():
         await get_channel_layer().flush()
     except Exception:
         pass
+    # And a layer of its own: channels-redis binds its receive lock to the loop of the test
+    # that first received, and a later test's loop then fails on it ("bound to a different
+    # event loop"), depending on which tests ran before in the same worker.
+    channel_layers.backends.clear()
     # Presence entries of this test's hub, or of the server processes it started (which use
     # the tests' Redis even when the suite runs on the in-memory layer), would otherwise
     # linger for their TTL and show ghosts to the next test.
     import redis.asyncio as redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL or redis_url(), socket_connect_timeout=1)
+    # A Redis that is not there refuses at once; one that is there may be slow to accept on
+    # a loaded machine (two CI runs at once), and a skipped clean-up would leave ghosts.
+    client = redis.Redis.from_url(settings.REDIS_URL or redis_url(), socket_connect_timeout=10)
     try:
         keys = [k async for k in client.scan_iter("chat:*")]
         if keys:

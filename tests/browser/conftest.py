@@ -2,13 +2,18 @@
 
 Playwright's sync API marks its own event loop as running in this thread between calls
 (playwright/_impl/_greenlets.py, wait_for_future), and Django then refuses ORM calls here
-as "from an async context". So the browser starts lazily, after every fixture has written
-its rows, and stops before pytest-django flushes the database; a test that writes rows
-while the browser runs does it with ``in_db_thread``.
+as "from an async context". So a test takes the browser lazily, after every fixture has
+written its rows, and lets go of it before pytest-django flushes the database; a test that
+writes rows while it holds the browser does it with ``in_db_thread``.
+
+One Chromium serves every browser test of a worker (``SharedChromium``): starting the
+Playwright driver and Chromium costs about 1.5 s of CPU, more than many of these tests.
+Each test gets fresh browser contexts (no cookies, storage or pages of another test).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -132,13 +137,61 @@ def chat_server(general, tmp_path) -> Iterator[LiveChat]:
     live.stop()
 
 
-class Browsing:
-    """Lazily started Chromium; one context per user, pages that record dialogs and errors."""
+class SharedChromium:
+    """One Playwright driver and Chromium for a whole session, started on first use.
 
-    def __init__(self, base_url: str):
-        self.base_url = base_url
+    ``acquire`` hands the browser to a test and ``release`` takes it back: between tests
+    Playwright's loop must not look like it runs in this thread (Django's ORM refuses to
+    work then, and pytest-asyncio cannot start its own loop), so ``release`` clears the
+    thread's running loop and ``acquire`` sets it again before the next Playwright call.
+    """
+
+    def __init__(self) -> None:
         self._playwright_cm = None
         self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def acquire(self) -> Browser:
+        if self._browser is not None:
+            asyncio.events._set_running_loop(self._loop)
+            if self._browser.is_connected():
+                return self._browser
+            self.stop()  # Chromium died (or a test killed it): start a new one
+        self._playwright_cm = sync_playwright()
+        self._playwright = self._playwright_cm.start()
+        self._loop = asyncio.events._get_running_loop()
+        self._browser = self._playwright.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
+        return self._browser
+
+    def release(self) -> None:
+        if self._browser is not None:
+            asyncio.events._set_running_loop(None)
+
+    def stop(self) -> None:
+        if self._playwright_cm is not None:
+            asyncio.events._set_running_loop(self._loop)
+            try:
+                self._playwright_cm.__exit__(None, None, None)
+            finally:
+                asyncio.events._set_running_loop(None)
+        self._playwright_cm = self._playwright = self._browser = self._loop = None
+
+
+@pytest.fixture(scope="session")
+def shared_chromium() -> Iterator[SharedChromium]:
+    chromium = SharedChromium()
+    yield chromium
+    chromium.stop()
+
+
+class Browsing:
+    """One test's use of the shared Chromium, taken on first use; one context per user,
+    pages that record dialogs and errors."""
+
+    def __init__(self, base_url: str, chromium: SharedChromium):
+        self.base_url = base_url
+        self._chromium = chromium
         self._browser: Browser | None = None
         self.contexts: list[BrowserContext] = []
         self.dialogs: list[str] = []
@@ -147,9 +200,7 @@ class Browsing:
     @property
     def browser(self) -> Browser:
         if self._browser is None:
-            self._playwright_cm = sync_playwright()
-            self._playwright = self._playwright_cm.start()
-            self._browser = self._playwright.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
+            self._browser = self._chromium.acquire()
         return self._browser
 
     def context(self, *, session: str | None = None, viewport: dict | None = None) -> BrowserContext:
@@ -188,15 +239,25 @@ class Browsing:
         return saved
 
     def close(self) -> None:
-        if self._playwright_cm is not None:
-            self._playwright_cm.__exit__(None, None, None)
-        self._playwright_cm = self._playwright = self._browser = None
+        """Close this test's contexts (their pages, cookies and sockets) and give the browser back."""
+        if self._browser is None:
+            return
+        try:
+            for context in self.contexts:
+                try:
+                    context.close()
+                except Exception as exc:  # a crashed context must not hide the test's own failure
+                    print(f"closing a browser context failed: {exc!r}")
+        finally:
+            self.contexts.clear()
+            self._browser = None
+            self._chromium.release()
 
 
 @pytest.fixture
-def browsing(request, chat_server: LiveChat) -> Iterator[Browsing]:
+def browsing(request, chat_server: LiveChat, shared_chromium: SharedChromium) -> Iterator[Browsing]:
     """Chromium against ``chat_server``; on failure every open page is saved to artifacts/browser/."""
-    browsing = Browsing(chat_server.url)
+    browsing = Browsing(chat_server.url, shared_chromium)
     yield browsing
     try:
         if _failed(request.node) and browsing.contexts:
