@@ -113,6 +113,7 @@ def test_a_real_png_is_an_image_whatever_its_name():
         (b"PK\x03\x04" + b"\x00" * 40, "application/zip"),
         (b"2026-12-03 07:00:01 INFO started\n", OCTET_STREAM),
         (b"<svg onload=alert(1)>", OCTET_STREAM),
+        (b"FWS\x0a" + b"\x00" * 20, OCTET_STREAM),  # Flash: filetype knows it, a plugin would run it
         (b"\x00\x01\x02", OCTET_STREAM),
     ],
 )

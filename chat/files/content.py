@@ -23,8 +23,8 @@ RASTER_TYPES = frozenset({PNG, JPEG, GIF, WEBP})
 # filetype reads at most this many bytes of a file; a longer head changes nothing.
 SNIFF_BYTES = 8192
 
-# Types a browser would run as a document or a script. filetype has no signature for any of
-# them today; the list keeps it so if a later version learns one.
+# Types a browser or a plugin would run as a document or a program. filetype knows only Flash
+# among them today; the list keeps the others out if a later version learns one.
 _ACTIVE_TYPES = frozenset(
     {
         "text/html",
@@ -59,7 +59,7 @@ def sniff_content_type(head: bytes) -> str:
     if kind is None:
         return OCTET_STREAM
     mime = _SAME_TYPE.get(kind.mime, kind.mime)
-    if mime in _ACTIVE_TYPES or "/" not in mime:
+    if mime in _ACTIVE_TYPES:
         return OCTET_STREAM
     return mime
 
