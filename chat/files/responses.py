@@ -9,7 +9,8 @@ revalidation, so each view of a file passes the visibility check again.
 Behind nginx (``accel_prefix`` set) Django answers with ``X-Accel-Redirect`` and no body;
 nginx sends the bytes, ranges included, from an ``internal`` location. nginx keeps only
 Content-Type, Content-Disposition, Cache-Control, Expires, Accept-Ranges and Set-Cookie of
-this response, so that location repeats SECURITY_HEADERS with ``add_header … always``.
+this response and sets its own ETag, so that location repeats SECURITY_HEADERS with
+``add_header … always`` (deploy/nginx/chat-files.conf).
 
 Without nginx the body is an async iterator of CHUNK-sized reads: Django 5.2 serves a sync
 iterator (FileResponse included) under ASGI by reading it whole into a list first, which
