@@ -8,5 +8,5 @@
 - responses.py      file_response(): the /files/ answer (inert headers, ETag, ranges, X-Accel-Redirect)
 
 No model is used here: the upload view, the /files/ view and the services call these.
-chat/bodylimit.py caps the request body before Django reads it.
+chat/limits.py caps the request body before Django reads it.
 """

@@ -9,7 +9,7 @@ FileTooLarge out of the parser: Django reads no further part, DRF hands the erro
 chat/api/errors.py (413 `too_large`).
 
 Under ASGI, Django has already read the whole body before parsing (ASGIHandler.read_body);
-chat/bodylimit.py is what stops that read early. This handler is the exact per-file cap
+chat/limits.py (the ASGI body cap) is what stops that read early. This handler is the exact per-file cap
 behind it, and the whole cap under WSGI.
 """
 
