@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from .processes import ROOT, Process, free_port, wait_for
+from .processes import ROOT, Listening, Process, free_port, wait_for
 
 DEPLOY = ROOT / "deploy"
 
@@ -19,7 +19,7 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 
-class Nginx:
+class Nginx(Listening):
     """nginx proxying to ``upstreams`` (ports on 127.0.0.1); its files under ``log_dir/nginx``."""
 
     def __init__(self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None):
@@ -27,14 +27,6 @@ class Nginx:
         self.prefix = Path(log_dir) / "nginx"
         self.port = port or free_port()
         self.process: subprocess.Popen | None = None
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def config(self) -> str:
         prefix = self.prefix

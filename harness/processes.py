@@ -135,7 +135,21 @@ class Config:
         return env
 
 
-class Process:
+class Listening:
+    """A local process listening on ``self.port``: its base URLs."""
+
+    port: int
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+
+class Process(Listening):
     """One process of ``config`` on ``port`` (default: a free one), logging to
     ``log_dir/<name>-<port>.log`` (appended to when started again)."""
 
@@ -149,14 +163,6 @@ class Process:
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"
         return f"<Process {self.name} :{self.port} {state}>"
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
