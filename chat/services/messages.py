@@ -117,14 +117,14 @@ def _take_seqs(room_id: int, count: int) -> int:
 def _take_seqs_many(counts: dict[int, int]) -> dict[int, int]:
     """Take ``counts[room id]`` seqs in each room at once; return {room id: last seq}.
 
-    Two statements whatever the number of rooms: lock the rooms in id order (the one order
-    every writer takes them in, so two batches cannot deadlock), then one UPDATE.
+    Should be called while holding the rooms' locks, taken in id order (the one order every
+    writer takes them in, so two batches cannot deadlock): message_post_many takes them with
+    the posters' access. Then one UPDATE, whatever the number of rooms.
     """
     if len(counts) == 1:
         ((room_id, count),) = counts.items()
         return {room_id: _take_seqs(room_id, count)}
     ids = sorted(counts)
-    list(Room.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
     table = connection.ops.quote_name(Room._meta.db_table)
     cases = " ".join(["WHEN %s THEN %s"] * len(ids))
     marks = ", ".join(["%s"] * len(ids))
