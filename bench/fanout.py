@@ -236,7 +236,7 @@ async def main(args) -> None:
             server.stop()
             server = Server(kind, work, asgi=asgi, db_url=db_url, tokens=setup["tokens"], profile=profile(kind, "fanout"))
             say(STEP_HEADER)
-            for n in args.clients:
+            for n in filter(None, args.clients):  # --clients 0: the 100-room run only
                 results["fanout"][kind][str(n)] = await fanout(server.target, f"{kind} N={n}", clients=n,
                                                                senders=args.senders, args=args)
             if server.target.kind == "project" and args.rooms_clients:

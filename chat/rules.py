@@ -98,16 +98,20 @@ def room_access(
 ) -> RoomAccess | None:
     """Load the room (by object, slug or id) with the user's standing in one query; None if no room.
 
-    ``lock`` also takes the room's lock, the row lock the room's seq UPDATE takes, until the
+    ``lock`` first takes the room's lock, the row lock the room's seq UPDATE takes, until the
     transaction ends: call it so inside transaction.atomic(), before reading what the change
-    depends on.
+    depends on. The lock is its own statement: under PostgreSQL's READ COMMITTED a statement
+    that waited for a lock still reads the other tables as they were when it began, so the
+    standing read in the locking statement itself could predate the change it waited for.
     """
     now = timezone.now()
     lookup = {"pk": room.pk} if room is not None else {"slug": slug} if slug is not None else {"pk": room_id}
-    rooms = Room.objects.filter(**lookup)
     if lock:
-        rooms = rooms.select_for_update(no_key=True, of=("self",))
-    found = rooms.annotate(
+        locked = Room.objects.select_for_update(no_key=True).filter(**lookup).values_list("pk", flat=True).first()
+        if locked is None:
+            return None
+        lookup = {"pk": locked}
+    found = Room.objects.filter(**lookup).annotate(
         _role=Subquery(Membership.objects.filter(room=OuterRef("pk"), user=user).values("role")[:1]),
         _banned=Exists(RoomBan.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
         _muted=Exists(Mute.objects.filter(active_until_q(now), room=OuterRef("pk"), user=user)),
@@ -118,14 +122,27 @@ def room_access(
                    site_moderator=is_site_moderator(user))
 
 
+def room_access_locked(access: RoomAccess, user) -> RoomAccess:
+    """``user``'s access to ``access.room`` read again under the room's lock, through the same door.
+
+    For a change decided from an access loaded earlier (a view's 404 check): call it inside
+    transaction.atomic(), then decide on what it returns. Raise not_found if the room is gone.
+    """
+    fresh = room_access(user=user, room_id=access.room.pk, door=access.door, lock=True)
+    if fresh is None:
+        raise ChatError(protocol.NOT_FOUND, "No such room.")
+    return fresh
+
+
 def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) -> dict[tuple[int, int, Door], RoomAccess]:
     """room_access for many (room id, user, door) at once: {(room id, user id, door): access}.
 
     One query whatever the number of pairs, in SQL written out (the group commit asks for
     every batch, and building the equivalent ORM query costs more than running it); a
-    missing room has no entry. ``lock`` also takes the rooms' locks (the row locks their
+    missing room has no entry. ``lock`` first takes the rooms' locks (the row locks their
     seq UPDATEs take) in id order, the one order every writer takes them in, until the
-    transaction ends: call it so inside transaction.atomic().
+    transaction ends, in a statement of its own (see room_access): call it so inside
+    transaction.atomic().
     """
     if not keys:
         return {}
@@ -142,10 +159,16 @@ def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) ->
         f" EXISTS (SELECT 1 FROM {table[Mute]} x WHERE {in_force}) AS pair_muted"
         f" FROM (VALUES {values}) AS p JOIN {table[Room]} r ON r.id = p.column1"
     )
-    if lock and connection.features.has_select_for_update_of:
-        # Rows are locked as the sorted rows leave the sort, so in id order. (SQLite has no
-        # row locks: its IMMEDIATE transactions hold the database's write lock from BEGIN.)
-        sql += " ORDER BY r.id FOR UPDATE OF r"
+    if lock and connection.features.has_select_for_update:
+        # The locks first, in a statement of their own (see room_access), in id order: rows
+        # are locked as they leave the sort. (SQLite has no row locks: its IMMEDIATE
+        # transactions hold the database's write lock from BEGIN.)
+        room_ids = sorted({room_id for room_id, _user in pairs})
+        marks = ", ".join(["%s"] * len(room_ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {table[Room]} WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE", room_ids
+            )
     params = [now, now] + [value for pair in pairs for value in pair]
     moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
     rooms = {(room.pk, room.pair_user): room for room in Room.objects.raw(sql, params)}

@@ -16,10 +16,10 @@ import threading
 
 import pytest
 from django.contrib.auth.models import Permission
-from django.db import connection
+from django.db import connection, transaction
 
-from chat import realtime, services
-from chat.models import Membership, Message, ModerationLog, Report, Room, RoomEvent
+from chat import realtime, rules, services
+from chat.models import Membership, Message, ModerationLog, Mute, Report, Room, RoomEvent
 from chat.protocol import ChatError
 from tests.factories import make_room, make_user
 
@@ -233,3 +233,116 @@ def test_a_refused_change_takes_no_seq(cast):
             call()
     assert Room.objects.get(pk=cast["room"].pk).seq == 1
     assert kinds(message) == ["message"]
+
+
+# --- room-level changes: the actor's access is read under the room's lock -------------------
+
+
+def _demote_while_holding_lock(room, moderator, hold: threading.Event, release: threading.Event):
+    """The owner demotes ``moderator`` in a transaction that keeps the room locked until ``release``."""
+    try:
+        with transaction.atomic():
+            rules.room_access(user=room.owner, room_id=room.pk, door=rules.Door.API, lock=True)
+            Membership.objects.filter(room=room, user=moderator).update(role=Membership.Role.MEMBER)
+            hold.set()
+            release.wait(10)
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("change", ["mute", "ban", "lock", "add member", "remove member"])
+def test_moderator_demoted_meanwhile_is_refused(change):
+    """A moderator's change that waits on the lock of a demotion is judged on the demotion.
+
+    The view loaded the moderator's access before the owner's demotion committed; the change
+    must not be decided on that stale access (it was, before: the mute was stored and logged).
+    """
+    owner, moderator, target = make_user("owner"), make_user("mod"), make_user("target")
+    room = make_room(slug="den", owner=owner, private=True)
+    Membership.objects.create(room=room, user=moderator, role=Membership.Role.MODERATOR)
+    Membership.objects.create(room=room, user=target, role=Membership.Role.MEMBER)
+    stale = rules.room_access(user=moderator, room_id=room.pk, door=rules.Door.API)
+    assert stale.can_moderate
+    newcomer = make_user("newcomer")
+    act = {
+        "mute": lambda: services.mute_set(access=stale, actor=moderator, user=target),
+        "ban": lambda: services.room_ban_set(access=stale, actor=moderator, user=target),
+        "lock": lambda: services.room_update(access=stale, actor=moderator, locked=True),
+        "add member": lambda: services.member_set(access=stale, actor=moderator, user=newcomer),
+        "remove member": lambda: services.member_remove(access=stale, actor=moderator, user=target),
+    }[change]
+    hold, release = threading.Event(), threading.Event()
+    owner_thread = threading.Thread(target=_demote_while_holding_lock, args=(room, moderator, hold, release))
+    owner_thread.start()
+    assert hold.wait(10)
+    outcome: list = []
+
+    def moderator_acts():
+        try:
+            outcome.append(act())
+        except Exception as exc:  # noqa: BLE001 - the test judges it
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    acting = threading.Thread(target=moderator_acts)
+    acting.start()
+    acting.join(0.5)  # it waits on the room's lock (PostgreSQL) or the write lock (SQLite)
+    release.set()
+    owner_thread.join(10)
+    acting.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ChatError) and outcome[0].code == "forbidden", outcome
+    room.refresh_from_db()
+    assert not room.locked
+    assert ModerationLog.objects.filter(room=room).count() == 0
+    assert set(Membership.objects.filter(room=room).values_list("user__username", flat=True)) == {"owner", "mod", "target"}
+
+
+def _mute_while_holding_lock(room, user, hold: threading.Event, release: threading.Event):
+    """A moderator mutes ``user`` in a transaction that keeps the room locked until ``release``."""
+    try:
+        with transaction.atomic():
+            rules.room_access(user=room.owner, room_id=room.pk, door=rules.Door.API, lock=True)
+            Mute.objects.create(room=room, user=user, created_by=room.owner)
+            hold.set()
+            release.wait(10)
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("change", ["post", "edit"])
+def test_mute_committed_while_waiting_is_seen(change):
+    """A post or edit that waits on the lock of a mute is judged muted.
+
+    On PostgreSQL a locking statement that waited still reads other tables as of its start:
+    the access must be read after the lock, not in the statement that takes it.
+    """
+    owner, poster = make_user("owner"), make_user("poster")
+    room = make_room(slug="den", owner=owner)
+    message, _ = services.message_post(room=room, author=poster, body="first", client_id="c0")
+    act = {
+        "post": lambda: services.message_post(room=room, author=poster, body="hi", client_id="c1"),
+        "edit": lambda: services.message_edit(message_id=message.pk, user=poster, body="changed"),
+    }[change]
+    hold, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_mute_while_holding_lock, args=(room, poster, hold, release))
+    holder.start()
+    assert hold.wait(10)
+    outcome: list = []
+
+    def poster_acts():
+        try:
+            outcome.append(act())
+        except Exception as exc:  # noqa: BLE001 - the test judges it
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    acting = threading.Thread(target=poster_acts)
+    acting.start()
+    acting.join(0.5)
+    release.set()
+    holder.join(10)
+    acting.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], ChatError) and outcome[0].code == "muted", outcome
+    assert list(Message.objects.filter(room=room).values_list("body", flat=True)) == ["first"]

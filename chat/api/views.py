@@ -216,7 +216,9 @@ class RoomMembersView(APIView):
     def post(self, request: Request, slug: str) -> Response:
         access = _access(request, slug, rules.check_moderate)
         data = _valid(s.MemberAddSerializer, request.data)
-        membership, created = services.member_set(access=access, user=_user(data["username"]), role=data["role"])
+        membership, created = services.member_set(
+            access=access, actor=request.user, user=_user(data["username"]), role=data["role"]
+        )
         return Response(
             s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )

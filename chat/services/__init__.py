@@ -85,69 +85,80 @@ def validate_room_name(name: str) -> str:
     return name
 
 
-def room_update(
-    *, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None, actor=None
-) -> Room:
+def room_update(*, access: rules.RoomAccess, actor, name: str | None = None, locked: bool | None = None) -> Room:
     """The owner or a moderator renames or (un)locks the room; None leaves a field as it is.
 
-    Locking and unlocking are moderation actions: logged with ``actor``. Nothing is broadcast;
-    `send` and `edit` answer `room_locked` from the next frame on.
+    Decided under the room's lock on ``actor``'s access read there. Locking and unlocking
+    are moderation actions: logged with ``actor``. Nothing is broadcast; `send` and `edit`
+    answer `room_locked` from the next frame on.
     """
-    room = rules.check_moderate(access).room
-    lock_changed = locked is not None and locked != room.locked
-    fields = []
-    if name is not None:
-        room.name = validate_room_name(name)
-        fields.append("name")
-    if locked is not None:
-        room.locked = locked
-        fields.append("locked")
-    if fields:
-        with transaction.atomic():
+    name = validate_room_name(name) if name is not None else None
+    with transaction.atomic():
+        room = rules.check_moderate(rules.room_access_locked(access, actor)).room
+        lock_changed = locked is not None and locked != room.locked
+        fields = []
+        if name is not None:
+            room.name = name
+            fields.append("name")
+        if locked is not None:
+            room.locked = locked
+            fields.append("locked")
+        if fields:
             room.save(update_fields=fields)
             if lock_changed:
                 log_room_lock(actor=actor, room=room)
     return room
 
 
-def member_set(*, access: rules.RoomAccess, user, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
-    """Add ``user`` to the room with ``role``, or change their role; return (membership, created)."""
-    access = rules.check_visible(access)
-    current = Membership.objects.filter(room=access.room, user=user).first()
-    rules.check_member_set(access, role=role, current_role=current.role if current else None)
-    if current is not None:
-        if current.role != role:
-            current.role = role
-            current.save(update_fields=["role"])
-        return current, False
-    try:
-        with transaction.atomic():
-            return Membership.objects.create(room=access.room, user=user, role=role), True
-    except IntegrityError:
-        # Joined in between (a socket `join`): set the role on that membership.
-        return member_set(access=access, user=user, role=role)
+def member_set(*, access: rules.RoomAccess, actor, user, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
+    """Add ``user`` to the room with ``role``, or change their role; return (membership, created).
+
+    Decided under the room's lock, on ``actor``'s access and ``user``'s membership read there.
+    """
+    with transaction.atomic():
+        access = rules.check_visible(rules.room_access_locked(access, actor))
+        current = Membership.objects.select_for_update().filter(room=access.room, user=user).first()
+        rules.check_member_set(access, role=role, current_role=current.role if current else None)
+        if current is not None:
+            if current.role != role:
+                current.role = role
+                current.save(update_fields=["role"])
+            return current, False
+        # A socket `join` of a public room creates memberships without the room's lock: a
+        # savepoint, so that losing that race sets the role on the joiner's membership.
+        try:
+            with transaction.atomic():
+                return Membership.objects.create(room=access.room, user=user, role=role), True
+        except IntegrityError:
+            current = Membership.objects.select_for_update().get(room=access.room, user=user)
+            rules.check_member_set(access, role=role, current_role=current.role)
+            if current.role != role:
+                current.role = role
+                current.save(update_fields=["role"])
+            return current, False
 
 
 def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
     """Remove ``user`` from the room (owner, moderator) or leave it (``actor`` is ``user``).
 
-    Sockets of a removed member leave a private room at once (`kicked`); a public room they
-    may read and join again, so their sockets stay.
+    Decided under the room's lock, on ``actor``'s access read there. Sockets of a removed
+    member leave a private room at once (`kicked`); a public room they may read and join
+    again, so their sockets stay.
     """
-    access = rules.check_visible(access)
-    membership = Membership.objects.filter(room=access.room, user=user).first()
-    if membership is None:
-        raise ChatError(protocol.NOT_FOUND, "No such member.")
-    rules.check_member_remove(access, is_self=actor.pk == user.pk, member_role=membership.role)
     with transaction.atomic():
+        access = rules.check_visible(rules.room_access_locked(access, actor))
+        membership = Membership.objects.filter(room=access.room, user=user).first()
+        if membership is None:
+            raise ChatError(protocol.NOT_FOUND, "No such member.")
+        rules.check_member_remove(access, is_self=actor.pk == user.pk, member_role=membership.role)
         membership.delete()
         if actor.pk != user.pk:
             log_member_remove(actor=actor, user=user, room=access.room)
-    if access.room.private:
-        reason = "You left the room." if actor.pk == user.pk else "You were removed."
-        event = protocol.kick_event(room_id=access.room.pk, reason=reason)
-        user_id = user.pk
-        transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
+        if access.room.private:
+            reason = "You left the room." if actor.pk == user.pk else "You were removed."
+            event = protocol.kick_event(room_id=access.room.pk, reason=reason)
+            user_id = user.pk
+            transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
 
 
 # --- API tokens -----------------------------------------------------------------------

@@ -56,11 +56,13 @@ def _role(room: Room, user) -> str | None:
 
 
 def _restrict(model, *, access, actor, user, until, reason, action: str, verb: str):
-    access = rules.check_restrict(access, actor=actor, target=user, target_role=_role(access.room, user))
+    """Mute or ban, decided under the room's lock on ``actor``'s access read there."""
     until = validate_until(until)
     reason = validate_reason(reason)
-    room = access.room
     with transaction.atomic():
+        access = rules.room_access_locked(access, actor)
+        access = rules.check_restrict(access, actor=actor, target=user, target_role=_role(access.room, user))
+        room = access.room
         restriction, created = model.objects.update_or_create(
             room=room, user=user, defaults={"until": until, "reason": reason, "created_by": actor}
         )
@@ -72,9 +74,11 @@ def _restrict(model, *, access, actor, user, until, reason, action: str, verb: s
 
 
 def _lift(model, *, access, actor, user, action: str, verb: str, missing: str) -> None:
-    access = rules.check_restrict(access, actor=actor, target=user, target_role=_role(access.room, user))
-    room = access.room
+    """Unmute or unban, decided under the room's lock on ``actor``'s access read there."""
     with transaction.atomic():
+        access = rules.room_access_locked(access, actor)
+        access = rules.check_restrict(access, actor=actor, target=user, target_role=_role(access.room, user))
+        room = access.room
         deleted, _ = model.objects.filter(room=room, user=user).delete()
         if not deleted:
             raise ChatError(protocol.NOT_FOUND, missing)
