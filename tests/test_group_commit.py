@@ -234,3 +234,32 @@ async def test_a_database_outage_answers_unavailable_to_every_sender(settings, m
     monkeypatch.undo()
     await socks[0].send(type="send", room="general", body="back", client_id="c2")
     assert (await acks_and_errors(socks[:1], 1))[0][0]["type"] == "ack"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_client_id_stored_by_another_door_meanwhile_is_a_repeat(monkeypatch, published):
+    """Between the batch's client_id lookup and its INSERT another door stores the same
+    (author, client_id): the clash rolls the batch back, and each post is judged again."""
+    ann, bob = make_user(), make_user()
+    lobby = make_room(slug="lobby")
+    # The other door's message, committed "after" the lookup: the first lookup misses it.
+    other_door, _ = services.message_post(room=lobby, author=ann, body="from REST", client_id="same")
+    published.clear()
+    lookup = messages._messages_by_client_id
+    calls = []
+
+    def late_lookup(keys):
+        calls.append(keys)
+        return {} if len(calls) == 1 else lookup(keys)
+
+    monkeypatch.setattr(messages, "_messages_by_client_id", late_lookup)
+    results = services.message_post_many([
+        services.Post(room=lobby, author=bob, body="bob's", client_id="b1"),
+        services.Post(room=lobby, author=ann, body="from the socket", client_id="same"),
+    ])
+    assert codes(results) == ["created", "repeat"]
+    assert results[1][0].pk == other_door.pk
+    assert list(Message.objects.filter(room=lobby).order_by("seq").values_list("body", "seq")) == [
+        ("from REST", 1), ("bob's", 2)
+    ]
+    assert published == [(lobby.pk, [2])]  # the rolled-back attempt announced nothing

@@ -185,7 +185,7 @@ def message_post(*, room: Room, author, body: str, client_id: str, door: rules.D
     return result
 
 
-def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
+def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[PostResult]:
     """Store many posts in one transaction (group commit); return one result per post.
 
     Each post is judged as message_post would judge it alone, in order (an earlier post of
@@ -205,13 +205,22 @@ def message_post_many(posts: Sequence[Post]) -> list[PostResult]:
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
     rate, now = post_rate(), timezone.now()
     recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
-    with transaction.atomic():
-        # Who may post is read under the rooms' locks, in the transaction that stores the
-        # posts: a mute, ban or room lock committed before the batch took the locks is seen.
-        accesses = rules.room_access_many(
-            {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}, lock=True
-        )
-        _judge_and_store(posts, results, existing, accesses, rate=rate, recent=recent, now=now)
+    try:
+        with transaction.atomic():
+            # Who may post is read under the rooms' locks, in the transaction that stores the
+            # posts: a mute, ban or room lock committed before the batch took the locks is seen.
+            accesses = rules.room_access_many(
+                {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}, lock=True
+            )
+            _judge_and_store(posts, results, existing, accesses, rate=rate, recent=recent, now=now)
+    except IntegrityError:
+        # Another door stored one of these (author, client_id) after the lookup above. The
+        # whole batch was rolled back (nothing announced): judge each post again alone, when
+        # the lookup finds the one stored meanwhile. (No savepoint on the common path: it
+        # would cost two round trips a batch.)
+        if _retried:
+            raise
+        return [message_post_many([post], _retried=True)[0] for post in posts]
     for i, result in enumerate(results):
         if isinstance(result, int):
             first = results[result]
@@ -250,25 +259,8 @@ def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -
         queued[post.author.pk] = queued.get(post.author.pk, 0) + 1
         accepted.append((i, room, body))
     if accepted:
-        try:
-            stored = _store_posts(posts, accepted)
-        except IntegrityError:
-            if len(accepted) == 1:
-                # Another door stored the same client_id in between.
-                i = accepted[0][0]
-                found = _messages_by_client_id({(posts[i].author.pk, posts[i].client_id)})
-                if not found:
-                    raise
-                stored = {i: next(iter(found.values()))}
-                results[i] = (stored[i], False)
-            else:
-                # Which post clashed is not known: judge each alone.
-                for i, _room, _body in accepted:
-                    results[i] = message_post_many([posts[i]])[0]
-                stored = {}
-        for i, message in stored.items():
-            if results[i] is None:
-                results[i] = (message, True)
+        for i, message in _store_posts(posts, accepted).items():
+            results[i] = (message, True)
 
 
 def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Message]:
@@ -294,26 +286,28 @@ def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], 
 
 
 def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -> dict[int, Message]:
-    """Insert the accepted posts in one transaction; return {post index: message}."""
+    """Insert the accepted posts; return {post index: message}.
+
+    Runs in message_post_many's transaction, which holds the rooms' locks.
+    """
     by_room: dict[int, list[tuple[int, Room, str]]] = {}
     for item in accepted:
         by_room.setdefault(item[1].pk, []).append(item)
     stored: dict[int, Message] = {}
-    with transaction.atomic():
-        last_seqs = _take_seqs_many({room_id: len(items) for room_id, items in by_room.items()})
-        for room_id, items in by_room.items():
-            for seq, (i, room, body) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
-                post = posts[i]
-                stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
-        messages = Message.objects.bulk_create(list(stored.values()))
-        RoomEvent.objects.bulk_create(
-            [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
-        )
-        for room_id, items in by_room.items():
-            seqs = [stored[i].seq for i, _room, _body in items]
-            _prune_events(room_id, seqs[0], seqs[-1])
-            _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[i].seq, message=stored[i])
-                                for i, _room, _body in items])
+    last_seqs = _take_seqs_many({room_id: len(items) for room_id, items in by_room.items()})
+    for room_id, items in by_room.items():
+        for seq, (i, room, body) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
+            post = posts[i]
+            stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
+    messages = Message.objects.bulk_create(list(stored.values()))
+    RoomEvent.objects.bulk_create(
+        [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
+    )
+    for room_id, items in by_room.items():
+        seqs = [stored[i].seq for i, _room, _body in items]
+        _prune_events(room_id, seqs[0], seqs[-1])
+        _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[i].seq, message=stored[i])
+                            for i, _room, _body in items])
     return stored
 
 
