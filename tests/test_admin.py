@@ -92,7 +92,7 @@ async def test_admin_delete_sends_message_deleted_by_moderator_and_logs(admin_cl
     assert response.status_code == 302
 
     frame = await ann.recv(timeout=SEEN_WITHIN)
-    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator"}
+    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator", "reply_to": None}
     stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
     assert stored.deleted and stored.body == "spam spam"  # soft: staff can still read and restore it
     assert await log_entries() == [("message.delete", "mod", "bob")]
@@ -300,7 +300,7 @@ async def test_admin_report_hide_deletes_the_message_as_moderator_and_resolves(a
 
     await admin_action(admin_client, "report", "hide_messages", [first.pk])
     frame = await ann.recv(timeout=SEEN_WITHIN)
-    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator"}
+    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator", "reply_to": None}
 
     @database_sync_to_async
     def statuses():
