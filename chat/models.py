@@ -84,6 +84,8 @@ class Message(models.Model):
     )
     reply_count = models.IntegerField(default=0)
     last_reply_at = models.DateTimeField(null=True, blank=True)
+    # The emoji of its reactions in the order each was first used (since it last had none).
+    reaction_order = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["room", "seq"]

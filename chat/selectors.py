@@ -34,9 +34,10 @@ MESSAGE_RELATED = ("author", "reply_to__author")
 
 
 def reactions_of(*, message_ids) -> dict[int, list[protocol.ReactionShape]]:
-    """REACTIONS of each message that has any, in one query: emoji in the order of their
-    earliest reaction still there, each with its exact count and the first
-    REACTION_USERS_SHOWN names (in the order they reacted)."""
+    """The reactions of each message that has any, in one query: for each emoji its exact
+    count and the first REACTION_USERS_SHOWN names (in the order they reacted), the emoji in
+    the order of their earliest reaction still there (reactions_attach() orders them by the
+    message's reaction_order)."""
     rows = (
         Reaction.objects.filter(message_id__in=message_ids)
         .order_by("message_id", "pk")
@@ -61,7 +62,11 @@ def reactions_attach(messages) -> None:
     wanted = {m.pk for m in messages if not m.deleted}
     found = reactions_of(message_ids=wanted) if wanted else {}
     for message in messages:
-        message.reaction_list = found.get(message.pk, [])
+        entries = found.get(message.pk, [])
+        if len(entries) > 1:
+            order = {emoji: i for i, emoji in enumerate(message.reaction_order)}
+            entries.sort(key=lambda entry: order.get(entry["emoji"], len(order)))
+        message.reaction_list = entries
 
 
 def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEventFrame]:

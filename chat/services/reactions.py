@@ -63,10 +63,17 @@ def _add(message: Message, user, emoji: str) -> bool:
             Reaction.objects.create(message=message, user=user, emoji=emoji)
     except IntegrityError:  # the room's lock makes this unreachable; the constraint is the last word
         return False
+    if emoji not in message.reaction_order:
+        message.reaction_order = [e for e in message.reaction_order if e in used] + [emoji]
+        message.save(update_fields=["reaction_order"])
     return True
 
 
 def _remove(message: Message, user, emoji: str) -> bool:
     deleted, _ = Reaction.objects.filter(message=message, user=user, emoji=emoji).delete()
+    if deleted and not Reaction.objects.filter(message=message, emoji=emoji).exists():
+        # Its place goes with its last reaction: used again later, it comes last.
+        message.reaction_order = [e for e in message.reaction_order if e != emoji]
+        message.save(update_fields=["reaction_order"])
     return deleted > 0
 
