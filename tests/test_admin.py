@@ -416,3 +416,14 @@ def test_every_moderation_changelist_loads_with_its_filters(admin_client, genera
         "moderationlog/", "moderationlog/?action__exact=mute",
     ]:
         assert admin_client.get(f"/admin/chat/{path}").status_code == 200, path
+
+
+def test_a_messages_page_lists_its_replies_and_reactions(admin_client, user, other, general):
+    root = services.message_post(room=general, author=user, body="the root", client_id="root")[0]
+    services.message_post(room=general, author=other, body="a reply to it", client_id="reply", reply_to=root.pk)
+    services.reaction_add(message_id=root.pk, user=other, emoji="🎉")
+    page = admin_client.get(f"/admin/chat/message/{root.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "a reply to it" in text and "🎉" in text
+    assert 'name="replies-0-body"' not in text and 'name="reactions-0-emoji"' not in text  # read-only
