@@ -29,7 +29,8 @@ def room_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "seq"))
 
 
-# What MESSAGE reads of a message's relations (protocol.message_payload), for select_related().
+# What MESSAGE reads of a message's relations (protocol.message_payload), for select_related()
+# of one message; lists join the author only and attach the rest (message_state_attach).
 MESSAGE_RELATED = ("author", "reply_to__author")
 
 
@@ -57,9 +58,10 @@ def reactions_of(*, message_ids) -> dict[int, list[protocol.ReactionShape]]:
 
 def reactions_attach(messages) -> None:
     """Set each message's ``reaction_list`` (what protocol.message_payload shows), one query
-    for all; deleted messages show none, so they are not looked up."""
+    for all, none when no message has any: deleted messages show none, and a message without
+    ``reaction_order`` has no reaction (the reaction services keep it), so neither is looked up."""
     messages = [m for m in messages if m is not None]
-    wanted = {m.pk for m in messages if not m.deleted}
+    wanted = {m.pk for m in messages if not m.deleted and m.reaction_order}
     found = reactions_of(message_ids=wanted) if wanted else {}
     for message in messages:
         entries = found.get(message.pk, [])
@@ -69,19 +71,38 @@ def reactions_attach(messages) -> None:
         message.reaction_list = entries
 
 
+def message_state_attach(messages) -> None:
+    """Give each message of a list (author loaded) what MESSAGE shows besides: the roots of the
+    replies among them (one query, only when there are replies, reading just the root's body,
+    state and author) and the reactions (reactions_attach)."""
+    messages = [m for m in messages if m is not None]
+    cached = Message._meta.get_field("reply_to").is_cached
+    wanted = {m.reply_to_id for m in messages if m.reply_to_id is not None and not cached(m)}
+    if wanted:
+        roots = (
+            Message.objects.select_related("author")
+            .only("body", "deleted", "author__username", "author__id")
+            .in_bulk(wanted)
+        )
+        for message in messages:
+            if message.reply_to_id in roots:
+                message.reply_to = roots[message.reply_to_id]
+    reactions_attach(messages)
+
+
 def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEventFrame]:
     """The room's events with after < seq <= upto, encoded with each message's current state
     (body, replies, reactions: a replayed `message.reacted` carries the current REACTIONS)."""
     events = list(
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
-        .select_related("message__room", *(f"message__{name}" for name in MESSAGE_RELATED))
+        .select_related("message__room", "message__author")
         .order_by("seq")
     )
     # One object per message, so its reactions are looked up once however many events it has.
     messages: dict[int, Message] = {}
     for event in events:
         event.message = messages.setdefault(event.message_id, event.message)
-    reactions_attach(messages.values())
+    message_state_attach(messages.values())
     return [protocol.event_frame(kind=e.kind, seq=e.seq, message=e.message, by=e.by) for e in events]
 
 
@@ -204,19 +225,19 @@ def message_history(
     if q and q.strip():
         messages = _matching(messages, q)
     if after is not None:
-        rows = list(messages.filter(seq__gt=after).select_related(*MESSAGE_RELATED).order_by("seq")[: limit + 1])
+        rows = list(messages.filter(seq__gt=after).select_related("author").order_by("seq")[: limit + 1])
         has_more_after = len(rows) > limit
         rows = rows[:limit]
         has_more_before = messages.filter(seq__lte=after).exists()
     else:
         window = messages if before is None else messages.filter(seq__lt=before)
-        rows = list(window.select_related(*MESSAGE_RELATED).order_by("-seq")[: limit + 1])
+        rows = list(window.select_related("author").order_by("-seq")[: limit + 1])
         has_more_before = len(rows) > limit
         rows = rows[:limit][::-1]
         has_more_after = before is not None and messages.filter(seq__gte=before).exists()
     for message in rows:
         message.room = room  # message_payload reads room.slug; spare the join
-    reactions_attach(rows)
+    message_state_attach(rows)
     return HistoryPage(messages=rows, has_more_before=has_more_before, has_more_after=has_more_after)
 
 

@@ -348,8 +348,8 @@ def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], 
     if not ids:
         return {}
     # Retries only: the original as it stands now (reactions included) is what is answered.
-    found = list(Message.objects.select_related("room", *selectors.MESSAGE_RELATED).filter(pk__in=ids))
-    selectors.reactions_attach(found)
+    found = list(Message.objects.select_related("room", "author").filter(pk__in=ids))
+    selectors.message_state_attach(found)
     return {(m.author_id, m.client_id): m for m in found}
 
 
