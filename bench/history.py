@@ -50,8 +50,10 @@ def fill(room: Room, author, count: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            INSERT INTO {Message._meta.db_table} (room_id, author_id, seq, body, client_id, created_at, deleted)
+            INSERT INTO {Message._meta.db_table}
+                (room_id, author_id, seq, body, html, mentions, reply_count, client_id, created_at, deleted)
             SELECT %s, %s, g, 'message ' || g || ' lorem ipsum dolor sit amet, consectetur adipiscing',
+                   '<p>message ' || g || ' lorem ipsum dolor sit amet, consectetur adipiscing</p>', '[]', 0,
                    'bench-' || g, now() - (%s - g) * interval '1 second', false
             FROM generate_series(1, %s) AS g
             """,

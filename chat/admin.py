@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 
 from . import rules, services
-from .models import Membership, Message, ModerationLog, Mute, Report, Room, RoomBan, SiteBan, active_until_q
+from .models import Membership, Message, ModerationLog, Mute, Reaction, Report, Room, RoomBan, SiteBan, active_until_q
 from .protocol import ChatError
 
 User = get_user_model()
@@ -218,6 +218,38 @@ class ReportedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """A message's replies or reactions, listed for staff; changed only through the services."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return rules.is_site_moderator(request.user)
+
+
+class ReplyInline(ReadOnlyInline):
+    model = Message
+    fk_name = "reply_to"
+    verbose_name, verbose_name_plural = "reply", "replies"
+    fields = readonly_fields = ["seq", "author", "body", "created_at", "deleted"]
+    ordering = ["seq"]
+
+
+class ReactionInline(ReadOnlyInline):
+    model = Reaction
+    show_change_link = False
+    fields = readonly_fields = ["emoji", "user", "created_at"]
+    ordering = ["pk"]
+
+
 @admin.register(Message)
 class MessageAdmin(ModeratorAdmin):
     list_display = ["id", "room", "seq", "author", "excerpt", "created_at", "edited_at", "deleted", "open_reports"]
@@ -225,7 +257,9 @@ class MessageAdmin(ModeratorAdmin):
                    "deleted", ReportedFilter]
     search_fields = ["body", "author__username"]
     list_select_related = ["room", "author"]
-    readonly_fields = ["room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted"]
+    readonly_fields = ["room", "seq", "author", "body", "html", "client_id", "created_at", "edited_at", "deleted",
+                       "reply_to", "reply_count", "last_reply_at"]
+    inlines = [ReplyInline, ReactionInline]
     actions = ["delete_messages", "restore_messages", "mute_authors", "ban_authors", "ban_authors_from_site"]
 
     def get_queryset(self, request):

@@ -243,7 +243,8 @@ class ChatConsumer(AsyncConsumer):
         protocol.validate_text(frame["client_id"], field="client_id")
         with metrics.timed(metrics.STORE_SECONDS):
             message, _created = await batching.post(
-                services.Post(room=room, author=self.user, body=frame["body"], client_id=frame["client_id"])
+                services.Post(room=room, author=self.user, body=frame["body"], client_id=frame["client_id"],
+                              reply_to=frame.get("reply_to"))
             )
         return protocol.ack_frame(room=message.room.slug, client_id=message.client_id, id=message.pk, seq=message.seq)
 
@@ -254,6 +255,17 @@ class ChatConsumer(AsyncConsumer):
 
     async def frame_delete(self, frame):
         await db_call(services.message_delete)(message_id=frame["id"], user=self.user, door=rules.Door.SOCKET)
+
+    async def frame_react(self, frame):
+        # Counted by the frame budget like every frame, never by CHAT_POST_RATE.
+        await db_call(services.reaction_add)(
+            message_id=frame["id"], user=self.user, emoji=frame["emoji"], door=rules.Door.SOCKET
+        )
+
+    async def frame_unreact(self, frame):
+        await db_call(services.reaction_remove)(
+            message_id=frame["id"], user=self.user, emoji=frame["emoji"], door=rules.Door.SOCKET
+        )
 
     async def frame_typing(self, frame):
         room = self._joined(frame["room"])

@@ -57,7 +57,13 @@ class Membership(models.Model):
 
 
 class Message(models.Model):
-    """A message; ``seq`` is the seq of the room event that created it."""
+    """A message; ``seq`` is the seq of the room event that created it.
+
+    ``html`` is the body's rendering (chat.formatting), made when it is stored or edited, and
+    ``mentions`` the usernames rendered as mentions in it. A reply points at its thread's root
+    (``reply_to``, one level); a root keeps ``reply_count`` (replies not deleted) and
+    ``last_reply_at``, changed in the transaction of the reply, its deletion or its restoring.
+    """
 
     MAX_BODY = 4000
 
@@ -69,6 +75,17 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted = models.BooleanField(default=False)
+    html = models.TextField(blank=True, default="")
+    mentions = models.JSONField(default=list, blank=True)
+    # Indexed with seq below (a thread's page); a root is never removed before its replies
+    # (messages are deleted softly), so CASCADE only runs when the room goes.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies", db_index=False
+    )
+    reply_count = models.IntegerField(default=0)
+    last_reply_at = models.DateTimeField(null=True, blank=True)
+    # The emoji of its reactions in the order each was first used (since it last had none).
+    reaction_order = models.JSONField(default=list, blank=True)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -76,8 +93,12 @@ class Message(models.Model):
             models.UniqueConstraint(fields=["author", "client_id"], name="message_author_client_id"),
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq"),
         ]
-        # (room, seq) serves history; (author, created_at) the posting rate window.
-        indexes = [models.Index(fields=["author", "created_at"], name="message_author_created")]
+        # (room, seq) serves history; (author, created_at) the posting rate window;
+        # (reply_to, seq) a thread's replies in order.
+        indexes = [
+            models.Index(fields=["author", "created_at"], name="message_author_created"),
+            models.Index(fields=["reply_to", "seq"], name="message_reply_to_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.room_id}/{self.seq}"
@@ -90,6 +111,7 @@ class RoomEvent(models.Model):
         MESSAGE = "message"
         EDITED = "message.edited"
         DELETED = "message.deleted"
+        REACTED = "message.reacted"
 
     class By(models.TextChoices):
         AUTHOR = "author"
@@ -107,6 +129,25 @@ class RoomEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.room_id}/{self.seq} {self.kind}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on a message (PROTOCOL.md 6). The constraint makes a second identical
+    reaction impossible, however many sockets or doors send it."""
+
+    MAX_EMOJI_PER_MESSAGE = 20
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
+    emoji = models.CharField(max_length=32)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        # The constraint's index (message first) also serves "the reactions of these messages".
+        constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_message_user_emoji")]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user_id} on {self.message_id}"
 
 
 class Restriction(models.Model):

@@ -31,12 +31,15 @@ EDIT = "edit"
 DELETE = "delete"
 TYPING = "typing"
 READ = "read"
+REACT = "react"
+UNREACT = "unreact"
 PING = "ping"
 
 # Server → client frame types.
 MESSAGE = "message"
 MESSAGE_EDITED = "message.edited"
 MESSAGE_DELETED = "message.deleted"
+MESSAGE_REACTED = "message.reacted"
 JOINED = "joined"
 LEFT = "left"
 ACK = "ack"
@@ -76,8 +79,14 @@ _FIELDS: dict[str, dict[str, type]] = {
     DELETE: {"id": int},
     TYPING: {"room": str},
     READ: {"room": str, "seq": int},
+    REACT: {"id": int, "emoji": str},
+    UNREACT: {"id": int, "emoji": str},
     PING: {},
 }
+# The characters of the root's body a reply's MESSAGE.reply_to quotes (PROTOCOL.md 6).
+EXCERPT_CHARS = 120
+# Names listed per emoji in REACTIONS; the count is exact.
+REACTION_USERS_SHOWN = 20
 
 
 class ChatError(Exception):
@@ -195,6 +204,8 @@ def parse_frame(text: str | None) -> dict[str, Any]:
             raise ChatError(BAD_FRAME, f"`{name}` is missing or not {kind_name}.", ref=ref)
     if kind == JOIN and frame.get("since") is not None and not _is_int(frame["since"]):
         raise ChatError(BAD_FRAME, f"`since` must be an integer in 0..{MAX_INT}.", ref=ref)
+    if kind == SEND and frame.get("reply_to") is not None and not _is_int(frame["reply_to"]):
+        raise ChatError(BAD_FRAME, f"`reply_to` must be null or a message id in 0..{MAX_INT}.", ref=ref)
     if kind == LEAVE and not text_storable(frame["room"]):
         # `left` echoes the room: refuse what the reply could not carry.
         raise ChatError(BAD_FRAME, "`room` must not contain NUL characters or lone surrogates.", ref=ref)
@@ -225,21 +236,50 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def author_payload(user) -> Author:
+    """``author`` of MESSAGE (no user is a bot yet: PROTOCOL.md 9 is not built)."""
+    return {"id": user.pk, "username": user.username, "bot": False}
+
+
+def message_reactions(message) -> list[ReactionShape]:
+    """REACTIONS of ``message`` as its loader attached them (selectors.reactions_attach); none
+    for a deleted message (a deletion hides them) or one that was never given any."""
+    if message.deleted:
+        return []
+    return getattr(message, "reaction_list", None) or []
+
+
 def message_payload(message) -> MessageShape:
     """Return MESSAGE, the one JSON shape of a message (socket and REST).
 
-    ``message`` needs ``room`` and ``author`` loaded (select_related) to avoid queries.
+    ``message`` needs ``room``, ``author`` and, for a reply, ``reply_to`` with its author loaded
+    (select_related), and its reactions attached (selectors.reactions_attach), to avoid queries.
+    A deleted message shows no body, html, reactions or mentions; a reply to a deleted root
+    quotes nothing of it.
     """
+    deleted = message.deleted
+    root = message.reply_to if message.reply_to_id is not None else None
     return {
         "id": message.pk,
         "room": message.room.slug,
         "seq": message.seq,
-        "author": {"id": message.author_id, "username": message.author.username},
-        "body": "" if message.deleted else message.body,
+        "author": author_payload(message.author),
+        "body": "" if deleted else message.body,
+        "html": "" if deleted else message.html,
         "client_id": message.client_id,
         "created_at": timestamp(message.created_at),
         "edited_at": timestamp(message.edited_at),
-        "deleted": message.deleted,
+        "deleted": deleted,
+        "reply_to": None if root is None else {
+            "id": root.pk,
+            "author": author_payload(root.author),
+            "excerpt": "" if root.deleted else root.body[:EXCERPT_CHARS],
+        },
+        "reply_count": message.reply_count,
+        "last_reply_at": timestamp(message.last_reply_at),
+        "reactions": message_reactions(message),
+        "mentions": [] if deleted else list(message.mentions),
+        "attachments": [],
     }
 
 
@@ -274,26 +314,50 @@ def websocket_text_frame(payload: bytes) -> bytes:
 # TypedDict of its frame type; FRAME_BUILDERS maps every frame type to its builder
 # (tests/test_protocol.py holds them against PROTOCOL.md 3.2). TypedDicts are plain dicts at
 # run time, so a builder costs one call over the literal it replaces and encode() is unchanged.
-# The frames of sections 6-9 (message.reacted, notification, notice) are not built yet.
+# The frames of sections 7-9 (notification, notice) are not built yet.
 
 
 class Author(TypedDict):
     id: int
     username: str
+    bot: bool
+
+
+class ReplyTo(TypedDict):
+    """MESSAGE.reply_to of a reply: its root's id, author and first EXCERPT_CHARS characters."""
+
+    id: int
+    author: Author
+    excerpt: str
+
+
+class ReactionShape(TypedDict):
+    """One entry of REACTIONS: the emoji, how many reacted, the first REACTION_USERS_SHOWN names."""
+
+    emoji: str
+    count: int
+    users: list[str]
 
 
 class MessageShape(TypedDict):
-    """MESSAGE of PROTOCOL.md 3.2, as far as sections 3-5 define it (see message_payload())."""
+    """MESSAGE of PROTOCOL.md 3.2 (see message_payload()); attachments stay [] until section 8."""
 
     id: int
     room: str
     seq: int
     author: Author
     body: str
+    html: str
     client_id: str
     created_at: str | None
     edited_at: str | None
     deleted: bool
+    reply_to: ReplyTo | None
+    reply_count: int
+    last_reply_at: str | None
+    reactions: list[ReactionShape]
+    mentions: list[str]
+    attachments: list
 
 
 class MessageFrame(TypedDict):
@@ -311,6 +375,17 @@ class MessageDeletedFrame(TypedDict):
     seq: int
     id: int
     by: str
+    reply_to: int | None
+
+
+class MessageReactedFrame(TypedDict):
+    """``message.reacted``: the message's full current REACTIONS after one change."""
+
+    type: str
+    room: str
+    seq: int
+    id: int
+    reactions: list[ReactionShape]
 
 
 class JoinedFrame(TypedDict):
@@ -386,8 +461,20 @@ def message_edited_frame(*, seq: int, message) -> MessageFrame:
 
 
 def message_deleted_frame(*, seq: int, message, by: str) -> MessageDeletedFrame:
-    """The ``message.deleted`` event; ``by`` is "author" or "moderator"."""
-    return {"type": MESSAGE_DELETED, "room": message.room.slug, "seq": seq, "id": message.pk, "by": by}
+    """The ``message.deleted`` event; ``by`` is "author" or "moderator"; ``reply_to`` the
+    root's id when the message is a reply (clients lower its reply count)."""
+    return {
+        "type": MESSAGE_DELETED, "room": message.room.slug, "seq": seq, "id": message.pk, "by": by,
+        "reply_to": message.reply_to_id,
+    }
+
+
+def message_reacted_frame(*, seq: int, message) -> MessageReactedFrame:
+    """The ``message.reacted`` event with the message's current REACTIONS (message_reactions())."""
+    return {
+        "type": MESSAGE_REACTED, "room": message.room.slug, "seq": seq, "id": message.pk,
+        "reactions": message_reactions(message),
+    }
 
 
 def joined_frame(*, room: str, seq: int, online: list[str], resync: bool, ref: str | None = None) -> JoinedFrame:
@@ -438,7 +525,7 @@ def pong_frame() -> PongFrame:
 
 
 ServerFrame = (
-    MessageFrame | MessageDeletedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame | PresenceFrame
+    MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame | PresenceFrame
     | ReadFrame | KickedFrame | ErrorFrame | PongFrame
 )
 
@@ -446,6 +533,7 @@ FRAME_BUILDERS = {
     MESSAGE: message_frame,
     MESSAGE_EDITED: message_edited_frame,
     MESSAGE_DELETED: message_deleted_frame,
+    MESSAGE_REACTED: message_reacted_frame,
     JOINED: joined_frame,
     LEFT: left_frame,
     ACK: ack_frame,
@@ -457,7 +545,7 @@ FRAME_BUILDERS = {
     PONG: pong_frame,
 }
 
-_ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame}
+_ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}
 
 
 def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:

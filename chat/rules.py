@@ -10,6 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
@@ -213,6 +214,57 @@ def check_edit(access: RoomAccess, message: Message, user) -> None:
     if message.deleted:
         raise ChatError(protocol.NOT_FOUND, "No such message.")
     check_post(access)
+
+
+def check_react(access: RoomAccess, message: Message) -> None:
+    """Reacting: as posting (muted, room_locked), on a message that still stands."""
+    check_post(access)
+    if message.deleted:
+        raise ChatError(protocol.NOT_FOUND, "No such message.")
+
+
+def check_reply(root: Message | None, *, room_id: int) -> Message:
+    """The root a reply to ``root`` attaches to (a reply to a reply goes to that reply's root).
+
+    ``root`` should have its own ``reply_to`` loaded. Raise not_found unless it is a message
+    of the room ``room_id`` that is not deleted, in a thread whose root is not deleted.
+    """
+    if root is None or root.room_id != room_id or root.deleted:
+        raise ChatError(protocol.NOT_FOUND, "No such message to reply to.")
+    if root.reply_to_id is not None:
+        root = root.reply_to
+        if root.deleted:
+            raise ChatError(protocol.NOT_FOUND, "No such message to reply to.")
+    return root
+
+
+def users_who_see(names: dict[Room, set[str]]) -> dict[int, set[str]]:
+    """Of the usernames named for each room, those of active users who can read it: anyone
+    in a public room, members in a private one; not those banned from it. {room id: names}.
+
+    A few queries whatever the number of rooms and names (the mention rendering of a batch).
+    """
+    wanted = {name for group in names.values() for name in group}
+    if not wanted:
+        return {}
+    users = dict(get_user_model().objects.filter(username__in=wanted, is_active=True).values_list("username", "pk"))
+    if not users:
+        return {}
+    room_ids = [room.pk for room in names]
+    now = timezone.now()
+    banned = set(RoomBan.objects.filter(active_until_q(now), room_id__in=room_ids, user_id__in=users.values())
+                 .values_list("room_id", "user_id"))
+    private = [room.pk for room in names if room.private]
+    members = set(Membership.objects.filter(room_id__in=private, user_id__in=users.values())
+                  .values_list("room_id", "user_id")) if private else set()
+    seen: dict[int, set[str]] = {}
+    for room, group in names.items():
+        seen[room.pk] = {
+            name for name in group
+            if name in users and (room.pk, users[name]) not in banned
+            and (not room.private or (room.pk, users[name]) in members)
+        }
+    return seen
 
 
 def check_delete(access: RoomAccess, message: Message, user) -> str:

@@ -10,8 +10,8 @@ from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subq
 from django.db.models.functions import Coalesce
 
 from . import protocol
-from .models import Membership, Message, Room, RoomEvent
-from .protocol import EVENTS_KEPT
+from .models import Membership, Message, Reaction, Room, RoomEvent
+from .protocol import EVENTS_KEPT, REACTION_USERS_SHOWN
 
 
 def rooms_visible_to(*, user) -> QuerySet[Room]:
@@ -29,13 +29,80 @@ def room_seqs(*, room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "seq"))
 
 
+# What MESSAGE reads of a message's relations (protocol.message_payload), for select_related()
+# of one message; lists join the author only and attach the rest (message_state_attach).
+MESSAGE_RELATED = ("author", "reply_to__author")
+
+
+def reactions_of(*, message_ids) -> dict[int, list[protocol.ReactionShape]]:
+    """The reactions of each message that has any, in one query: for each emoji its exact
+    count and the first REACTION_USERS_SHOWN names (in the order they reacted), the emoji in
+    the order of their earliest reaction still there (reactions_attach() orders them by the
+    message's reaction_order)."""
+    rows = (
+        Reaction.objects.filter(message_id__in=message_ids)
+        .order_by("message_id", "pk")
+        .values_list("message_id", "emoji", "user__username")
+    )
+    found: dict[int, dict[str, protocol.ReactionShape]] = {}
+    for message_id, emoji, username in rows:
+        entries = found.setdefault(message_id, {})
+        entry = entries.get(emoji)
+        if entry is None:
+            entry = entries[emoji] = {"emoji": emoji, "count": 0, "users": []}
+        entry["count"] += 1
+        if len(entry["users"]) < REACTION_USERS_SHOWN:
+            entry["users"].append(username)
+    return {message_id: list(entries.values()) for message_id, entries in found.items()}
+
+
+def reactions_attach(messages) -> None:
+    """Set each message's ``reaction_list`` (what protocol.message_payload shows), one query
+    for all, none when no message has any: deleted messages show none, and a message without
+    ``reaction_order`` has no reaction (the reaction services keep it), so neither is looked up."""
+    messages = [m for m in messages if m is not None]
+    wanted = {m.pk for m in messages if not m.deleted and m.reaction_order}
+    found = reactions_of(message_ids=wanted) if wanted else {}
+    for message in messages:
+        entries = found.get(message.pk, [])
+        if len(entries) > 1:
+            order = {emoji: i for i, emoji in enumerate(message.reaction_order)}
+            entries.sort(key=lambda entry: order.get(entry["emoji"], len(order)))
+        message.reaction_list = entries
+
+
+def message_state_attach(messages) -> None:
+    """Give each message of a list (author loaded) what MESSAGE shows besides: the roots of the
+    replies among them (one query, only when there are replies, reading just the root's body,
+    state and author) and the reactions (reactions_attach)."""
+    messages = [m for m in messages if m is not None]
+    cached = Message._meta.get_field("reply_to").is_cached
+    wanted = {m.reply_to_id for m in messages if m.reply_to_id is not None and not cached(m)}
+    if wanted:
+        roots = (
+            Message.objects.select_related("author")
+            .only("body", "deleted", "author__username", "author__id")
+            .in_bulk(wanted)
+        )
+        for message in messages:
+            if message.reply_to_id in roots:
+                message.reply_to = roots[message.reply_to_id]
+    reactions_attach(messages)
+
+
 def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEventFrame]:
-    """The room's events with after < seq <= upto, encoded with each message's current state."""
-    events = (
+    """The room's events with after < seq <= upto, encoded with each message's current state
+    (body, replies, reactions: a replayed `message.reacted` carries the current REACTIONS)."""
+    events = list(
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
         .select_related("message__room", "message__author")
         .order_by("seq")
     )
+    # One object per message, so its reactions are looked up once however many events it has.
+    messages: dict[int, Message] = {}
+    for event in events:
+        event.message = messages.setdefault(event.message_id, event.message)
+    message_state_attach(messages.values())
     return [protocol.event_frame(kind=e.kind, seq=e.seq, message=e.message, by=e.by) for e in events]
 
 
@@ -170,4 +237,38 @@ def message_history(
         has_more_after = before is not None and messages.filter(seq__gte=before).exists()
     for message in rows:
         message.room = room  # message_payload reads room.slug; spare the join
+    message_state_attach(rows)
     return HistoryPage(messages=rows, has_more_before=has_more_before, has_more_after=has_more_after)
+
+
+# --- threads (PROTOCOL.md 6) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    """A thread's root and a page of its replies in ascending seq."""
+
+    root: Message
+    replies: list[Message]
+    has_more_after: bool
+
+
+def message_with_room(*, message_id: int) -> Message | None:
+    """The message with its room and what MESSAGE shows (reactions not attached); None if none."""
+    return Message.objects.select_related("room", *MESSAGE_RELATED).filter(pk=message_id).first()
+
+
+def message_thread(*, root: Message, after: int | None = None, limit: int = HISTORY_LIMIT_DEFAULT) -> ThreadPage:
+    """The replies of ``root`` (loaded with its room) with seq > ``after``, oldest first, at
+    most ``limit``: one range scan of the (reply_to, seq) index, deleted replies included (as
+    in history), reactions attached to root and replies in one query."""
+    replies = Message.objects.filter(reply_to=root)
+    if after is not None:
+        replies = replies.filter(seq__gt=after)
+    rows = list(replies.select_related("author").order_by("seq")[: limit + 1])
+    has_more_after = len(rows) > limit
+    rows = rows[:limit]
+    for reply in rows:
+        reply.room, reply.reply_to = root.room, root
+    reactions_attach([root, *rows])
+    return ThreadPage(root=root, replies=rows, has_more_after=has_more_after)

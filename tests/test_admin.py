@@ -92,7 +92,7 @@ async def test_admin_delete_sends_message_deleted_by_moderator_and_logs(admin_cl
     assert response.status_code == 302
 
     frame = await ann.recv(timeout=SEEN_WITHIN)
-    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator"}
+    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator", "reply_to": None}
     stored = await database_sync_to_async(Message.objects.get)(pk=message.pk)
     assert stored.deleted and stored.body == "spam spam"  # soft: staff can still read and restore it
     assert await log_entries() == [("message.delete", "mod", "bob")]
@@ -300,7 +300,7 @@ async def test_admin_report_hide_deletes_the_message_as_moderator_and_resolves(a
 
     await admin_action(admin_client, "report", "hide_messages", [first.pk])
     frame = await ann.recv(timeout=SEEN_WITHIN)
-    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator"}
+    assert frame == {"type": "message.deleted", "room": "general", "seq": 2, "id": message.pk, "by": "moderator", "reply_to": None}
 
     @database_sync_to_async
     def statuses():
@@ -416,3 +416,14 @@ def test_every_moderation_changelist_loads_with_its_filters(admin_client, genera
         "moderationlog/", "moderationlog/?action__exact=mute",
     ]:
         assert admin_client.get(f"/admin/chat/{path}").status_code == 200, path
+
+
+def test_a_messages_page_lists_its_replies_and_reactions(admin_client, user, other, general):
+    root = services.message_post(room=general, author=user, body="the root", client_id="root")[0]
+    services.message_post(room=general, author=other, body="a reply to it", client_id="reply", reply_to=root.pk)
+    services.reaction_add(message_id=root.pk, user=other, emoji="🎉")
+    page = admin_client.get(f"/admin/chat/message/{root.pk}/change/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "a reply to it" in text and "🎉" in text
+    assert 'name="replies-0-body"' not in text and 'name="reactions-0-emoji"' not in text  # read-only

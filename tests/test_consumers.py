@@ -151,7 +151,8 @@ async def test_replay_carries_the_current_state_of_each_message(ann_cookie, user
     frames = [await ann.recv() for _ in range(3)]
     assert [f["type"] for f in frames] == ["message", "message.edited", "message.deleted"]
     assert all(f["message"]["deleted"] and f["message"]["body"] == "" for f in frames[:2])
-    assert frames[2] == {"type": "message.deleted", "room": "general", "seq": 3, "id": message.pk, "by": "author"}
+    assert frames[2] == {"type": "message.deleted", "room": "general", "seq": 3, "id": message.pk, "by": "author",
+                         "reply_to": None}
     assert "secret" not in json.dumps(frames) and "edited" != frames[1]["message"]["body"]
 
 

@@ -46,7 +46,7 @@ async def test_edit_and_delete_over_the_socket_are_room_events_for_everyone(ann_
     assert edited["message"]["body"] == "fixed" and edited["message"]["edited_at"]
     await ann.send(type="delete", id=message_id)
     deleted = await bob.recv()
-    assert deleted == {"type": "message.deleted", "room": "general", "seq": 3, "id": message_id, "by": "author"}
+    assert deleted == {"type": "message.deleted", "room": "general", "seq": 3, "id": message_id, "by": "author", "reply_to": None}
     # The author's own socket gets the events too, and no direct reply.
     frames = [await ann.recv() for _ in range(4)]
     assert [f["type"] for f in frames if f["type"] != "ack"] == ["message", "message.edited", "message.deleted"]

@@ -75,7 +75,7 @@ async def test_room_moderator_deletes_over_the_socket_and_everyone_sees_by_moder
     moderator = await joined(await database_sync_to_async(session_cookie)(cid), room="lobby")
 
     await moderator.send(type="delete", id=message.pk)
-    expected = {"type": "message.deleted", "room": "lobby", "seq": 2, "id": message.pk, "by": "moderator"}
+    expected = {"type": "message.deleted", "room": "lobby", "seq": 2, "id": message.pk, "by": "moderator", "reply_to": None}
     assert await ann.recv(timeout=SEEN_WITHIN) == expected
     assert await moderator.recv(timeout=SEEN_WITHIN) == expected
     assert await log_actions() == ["message.delete"]

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from chat import protocol, services
+from chat import protocol, selectors, services
 from chat.models import Message
 from tests.factories import make_room, make_user
 
@@ -45,23 +45,25 @@ STR, INT, BOOL, NUMBER = str, int, bool, (int, float)
 NULLABLE_TIME = ("time", None)
 REF = Sometimes(STR)
 
-AUTHOR = {"id": INT, "username": STR, "bot": Later(BOOL)}
+AUTHOR = {"id": INT, "username": STR, "bot": BOOL}
+REACTIONS = [{"emoji": STR, "count": INT, "users": [STR]}]
+REPLY_TO = {"id": INT, "author": AUTHOR, "excerpt": STR}
 MESSAGE = {
     "id": INT,
     "room": STR,
     "seq": INT,
     "author": AUTHOR,
     "body": STR,
-    "html": Later(STR),
+    "html": STR,
     "client_id": STR,
     "created_at": "time",
     "edited_at": NULLABLE_TIME,
     "deleted": BOOL,
-    "reply_to": Later((INT, None)),
-    "reply_count": Later(INT),
-    "last_reply_at": Later(NULLABLE_TIME),
-    "reactions": Later(list),
-    "mentions": Later(list),
+    "reply_to": (REPLY_TO, None),
+    "reply_count": INT,
+    "last_reply_at": NULLABLE_TIME,
+    "reactions": REACTIONS,
+    "mentions": [STR],
     "attachments": Later(list),
 }
 ERROR_CODES = OneOf(
@@ -72,7 +74,8 @@ ERROR_CODES = OneOf(
 FRAMES = {
     "message": {"room": STR, "seq": INT, "message": MESSAGE},
     "message.edited": {"room": STR, "seq": INT, "message": MESSAGE},
-    "message.deleted": {"room": STR, "seq": INT, "id": INT, "by": OneOf("author", "moderator"), "reply_to": Later((INT, None))},
+    "message.deleted": {"room": STR, "seq": INT, "id": INT, "by": OneOf("author", "moderator"), "reply_to": (INT, None)},
+    "message.reacted": {"room": STR, "seq": INT, "id": INT, "reactions": REACTIONS},
     "joined": {"room": STR, "seq": INT, "online": [STR], "resync": BOOL, "ref": REF},
     "left": {"room": STR, "ref": REF},
     "ack": {"room": STR, "client_id": STR, "id": INT, "seq": INT, "ref": REF},
@@ -83,7 +86,7 @@ FRAMES = {
     "error": {"code": ERROR_CODES, "detail": STR, "retry_after": Sometimes(NUMBER), "ref": REF},
     "pong": {"ref": REF},
 }
-PENDING = {"message.reacted": "section 6", "notification": "section 7", "notice": "section 9"}
+PENDING = {"notification": "section 7", "notice": "section 9"}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:
@@ -126,10 +129,15 @@ def check(frame_type: str, frame) -> dict:
 
 @pytest.fixture
 def message() -> Message:
+    """A reply with a reaction, so every field of MESSAGE has a value to check."""
     ann = make_user("ann")
     room = make_room(owner=ann, slug="general2")
-    stored, _ = services.message_post(room=room, author=ann, body="hi all", client_id="c-1")
-    return Message.objects.select_related("room", "author").get(pk=stored.pk)
+    root, _ = services.message_post(room=room, author=ann, body="hi **all**", client_id="c-0")
+    stored, _ = services.message_post(room=room, author=ann, body="hi all", client_id="c-1", reply_to=root.pk)
+    services.reaction_add(message_id=stored.pk, user=ann, emoji="👍")
+    message = selectors.message_with_room(message_id=stored.pk)
+    selectors.reactions_attach([message])
+    return message
 
 
 def samples(message: Message) -> dict[str, list]:
@@ -138,6 +146,7 @@ def samples(message: Message) -> dict[str, list]:
         "message": [protocol.message_frame(seq=1, message=message)],
         "message.edited": [protocol.message_edited_frame(seq=2, message=message)],
         "message.deleted": [protocol.message_deleted_frame(seq=3, message=message, by=by) for by in ("author", "moderator")],
+        "message.reacted": [protocol.message_reacted_frame(seq=5, message=message)],
         "joined": [
             protocol.joined_frame(room="general", seq=60, online=["ann", "bob"], resync=False),
             protocol.joined_frame(room="general", seq=60, online=[], resync=True, ref="r1"),
@@ -176,7 +185,8 @@ def test_each_built_frame_has_the_fields_and_types_of_3_2(frame_type, message):
 
 
 def test_room_events_are_encoded_as_3_2_with_the_message_state(message):
-    for kind, by in ((protocol.MESSAGE, ""), (protocol.MESSAGE_EDITED, ""), (protocol.MESSAGE_DELETED, "moderator")):
+    for kind, by in ((protocol.MESSAGE, ""), (protocol.MESSAGE_EDITED, ""), (protocol.MESSAGE_DELETED, "moderator"),
+                     (protocol.MESSAGE_REACTED, "")):
         event = protocol.event_frame(kind=kind, seq=7, message=message, by=by)
         wire = check(kind, event.text)
         assert (event.seq, wire["seq"], wire["room"]) == (7, 7, "general2")
@@ -187,6 +197,17 @@ def test_a_deleted_message_is_sent_with_an_empty_body(message):
     message.deleted = True
     wire = check(protocol.MESSAGE_EDITED, protocol.message_edited_frame(seq=4, message=message))
     assert (wire["message"]["deleted"], wire["message"]["body"]) == (True, "")
+    assert (wire["message"]["html"], wire["message"]["reactions"], wire["message"]["mentions"]) == ("", [], [])
+
+
+def test_a_reply_quotes_its_root_and_shows_its_reactions(message):
+    wire = check(protocol.MESSAGE, protocol.message_frame(seq=2, message=message))["message"]
+    assert wire["reply_to"]["excerpt"] == "hi **all**"
+    assert wire["reply_to"]["author"] == {"id": message.author_id, "username": "ann", "bot": False}
+    assert wire["reactions"] == [{"emoji": "👍", "count": 1, "users": ["ann"]}]
+    assert wire["html"] == "<p>hi all</p>"
+    deleted = check(protocol.MESSAGE_DELETED, protocol.message_deleted_frame(seq=3, message=message, by="author"))
+    assert deleted["reply_to"] == message.reply_to_id
 
 
 def test_the_checker_refuses_a_frame_off_the_protocol():

@@ -19,7 +19,7 @@ from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 
 from chat import realtime, rules, services
-from chat.models import Membership, Message, ModerationLog, Mute, Report, Room, RoomEvent
+from chat.models import Membership, Message, ModerationLog, Mute, Reaction, Report, Room, RoomEvent
 from chat.protocol import ChatError
 from tests.factories import make_room, make_user
 
@@ -346,3 +346,70 @@ def test_mute_committed_while_waiting_is_seen(change):
     acting.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], ChatError) and outcome[0].code == "muted", outcome
     assert list(Message.objects.filter(room=room).values_list("body", flat=True)) == ["first"]
+
+
+# --- replies and reactions (PROTOCOL.md 6) -----------------------------------------------------
+
+REACTED = RoomEvent.Kind.REACTED
+
+
+def test_two_identical_reacts_at_once_count_once_and_announce_once(cast, published):
+    """Two sockets (or a double click) of one user send the same reaction at the same moment."""
+    bad = []
+    for i in range(ROUNDS):
+        message = post(cast, i)
+        results = at_once(
+            lambda: services.reaction_add(message_id=message.pk, user=cast["author"], emoji="👍"),
+            lambda: services.reaction_add(message_id=message.pk, user=cast["author"], emoji="👍"),
+        )
+        frames = [f for f in frames_about(published, message) if f["type"] == REACTED]
+        stored = Reaction.objects.filter(message=message).count()
+        ok = (
+            kinds(message) == ["message", REACTED]
+            and stored == 1
+            and len(frames) == 1
+            and frames[0]["reactions"] == [{"emoji": "👍", "count": 1, "users": ["author"]}]
+            and not any(isinstance(r, Exception) for r in results)
+        )
+        if not ok:
+            bad.append((i, kinds(message), stored, [repr(r) for r in results]))
+    assert bad == [], f"{len(bad)}/{ROUNDS} rounds inconsistent: {bad[:3]}"
+    assert_gap_free(cast["room"])
+
+
+def test_a_react_racing_a_delete_never_lands_after_the_deletion(cast, published):
+    bad = []
+    for i in range(ROUNDS):
+        message = post(cast, i)
+        react, delete = at_once(
+            lambda: services.reaction_add(message_id=message.pk, user=cast["owner"], emoji="🎉"),
+            lambda: services.message_delete(message_id=message.pk, user=cast["moderator"]),
+        )
+        story = kinds(message)
+        ok = (
+            story in (["message", DELETED], ["message", REACTED, DELETED])
+            and not isinstance(delete, Exception)
+            and (REACTED in story) == (not isinstance(react, Exception))
+            and (not isinstance(react, Exception) or (isinstance(react, ChatError) and react.code == "not_found"))
+        )
+        if not ok:
+            bad.append((i, story, repr(react), repr(delete)))
+    assert bad == [], f"{len(bad)}/{ROUNDS} rounds inconsistent: {bad[:3]}"
+    assert_gap_free(cast["room"])
+
+
+def test_replies_racing_the_deletion_of_another_reply_keep_the_count_exact(cast):
+    root = post(cast, 0)
+    first = services.message_post(room=cast["room"], author=cast["owner"], body="r", client_id="first",
+                                  reply_to=root.pk)[0]
+    results = at_once(
+        *(lambda n=n: services.message_post(room=cast["room"], author=cast["author"], body=f"reply {n}",
+                                            client_id=f"reply-{n}", reply_to=root.pk) for n in range(4)),
+        lambda: services.message_delete(message_id=first.pk, user=cast["owner"]),
+    )
+    assert not any(isinstance(r, Exception) for r in results)
+    root.refresh_from_db()
+    live = Message.objects.filter(reply_to=root, deleted=False)
+    assert root.reply_count == live.count() == 4
+    assert root.last_reply_at == max(m.created_at for m in live)
+    assert_gap_free(cast["room"])

@@ -13,27 +13,65 @@ from .. import protocol
 
 MAX_ID = 2**63 - 1  # ids and seqs are 64-bit
 
+AUTHOR_SCHEMA = {
+    "type": "object",
+    "properties": {"id": {"type": "integer"}, "username": {"type": "string"}, "bot": {"type": "boolean"}},
+    "required": ["id", "username", "bot"],
+    "additionalProperties": False,
+}
+
+REACTIONS_SCHEMA = {
+    "type": "array",
+    "description": "REACTIONS: each emoji in the order it was first used (of the reactions still there).",
+    "items": {
+        "type": "object",
+        "properties": {
+            "emoji": {"type": "string"},
+            "count": {"type": "integer", "description": "Exact."},
+            "users": {"type": "array", "items": {"type": "string"}, "maxItems": protocol.REACTION_USERS_SHOWN,
+                      "description": f"The first {protocol.REACTION_USERS_SHOWN} who reacted."},
+        },
+        "required": ["emoji", "count", "users"],
+        "additionalProperties": False,
+    },
+}
+
 MESSAGE_SCHEMA = {
     "type": "object",
     "description": "MESSAGE, the one JSON shape of a message (docs/protocol.md, MESSAGE). "
-    "A deleted message keeps its id and seq, has `deleted: true` and an empty body.",
+    "A deleted message keeps its id and seq, has `deleted: true`, an empty body and html, and no "
+    "reactions or mentions.",
     "properties": {
         "id": {"type": "integer", "format": "int64"},
         "room": {"type": "string", "description": "The room's slug."},
         "seq": {"type": "integer", "format": "int64", "description": "Seq of the event that created it."},
-        "author": {
-            "type": "object",
-            "properties": {"id": {"type": "integer"}, "username": {"type": "string"}},
-            "required": ["id", "username"],
-            "additionalProperties": False,
-        },
-        "body": {"type": "string"},
+        "author": AUTHOR_SCHEMA,
+        "body": {"type": "string", "description": "Markdown as typed; show `html` instead where HTML can be shown."},
+        "html": {"type": "string", "description": "The body rendered and sanitized (docs/protocol.md, Formatting)."},
         "client_id": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"},
         "edited_at": {"type": "string", "format": "date-time", "nullable": True},
         "deleted": {"type": "boolean"},
+        "reply_to": {
+            "type": "object",
+            "nullable": True,
+            "description": "For a reply: its thread's root.",
+            "properties": {
+                "id": {"type": "integer", "format": "int64"},
+                "author": AUTHOR_SCHEMA,
+                "excerpt": {"type": "string", "description": f"The root body's first {protocol.EXCERPT_CHARS} characters."},
+            },
+            "required": ["id", "author", "excerpt"],
+            "additionalProperties": False,
+        },
+        "reply_count": {"type": "integer", "description": "Replies not deleted."},
+        "last_reply_at": {"type": "string", "format": "date-time", "nullable": True},
+        "reactions": REACTIONS_SCHEMA,
+        "mentions": {"type": "array", "items": {"type": "string"}, "description": "Usernames mentioned."},
+        "attachments": {"type": "array", "items": {"type": "object"}, "description": "Always empty for now."},
     },
-    "required": ["id", "room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted"],
+    "required": ["id", "room", "seq", "author", "body", "html", "client_id", "created_at", "edited_at", "deleted",
+                 "reply_to", "reply_count", "last_reply_at", "reactions", "mentions", "attachments"],
     "additionalProperties": False,
 }
 
@@ -74,6 +112,18 @@ HISTORY_PAGE_SCHEMA = {
 }
 HISTORY_PAGE = {"$ref": "#/components/schemas/HistoryPage"}
 
+THREAD_PAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "root": MESSAGE,
+        "results": {"type": "array", "items": MESSAGE, "description": "Replies in ascending seq."},
+        "has_more_after": {"type": "boolean", "description": "More replies with a higher seq exist."},
+    },
+    "required": ["root", "results", "has_more_after"],
+    "additionalProperties": False,
+}
+THREAD_PAGE = {"$ref": "#/components/schemas/ThreadPage"}
+
 _ERROR_TEXT = {
     400: "Invalid input (`invalid`).",
     401: "Not authenticated (`unauthenticated`).",
@@ -106,6 +156,7 @@ def add_components(result, generator, request, public):
     schemas["Message"] = MESSAGE_SCHEMA
     schemas["Error"] = ERROR_SCHEMA
     schemas["HistoryPage"] = HISTORY_PAGE_SCHEMA
+    schemas["ThreadPage"] = THREAD_PAGE_SCHEMA
     # Every operation that takes a body answers a body it cannot parse with 415.
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

@@ -40,6 +40,15 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+class StrictJSONIntegerField(serializers.IntegerField):
+    """An IntegerField for JSON bodies: a JSON integer only (not "5", 5.0 or true)."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, int) or isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StrictBooleanField(serializers.BooleanField):
     """A BooleanField that takes true and false only (JSON booleans, or "true"/"false" in a form),
     not DRF's 0, 1, "yes", "on" …"""
@@ -156,6 +165,11 @@ class MessagePostSerializer(serializers.Serializer):
         max_length=64,
         help_text="Unique per author (a UUID): repeating it returns the original message.",
     )
+    reply_to = StrictJSONIntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_ID,
+        help_text="The id of a message of this room, not deleted, to reply to (a reply to a reply "
+        "joins that reply's thread); `not_found` otherwise.",
+    )
 
 
 class MessageEditSerializer(serializers.Serializer):
@@ -181,3 +195,17 @@ class HistoryQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError("Give `before` or `after`, not both.")
         return attrs
 
+
+
+class ThreadQuerySerializer(serializers.Serializer):
+    after = StrictIntegerField(required=False, min_value=0, max_value=MAX_ID,
+                               help_text="Only replies with seq > after.")
+    limit = StrictIntegerField(required=False, min_value=1, max_value=selectors.HISTORY_LIMIT_MAX,
+                               default=selectors.HISTORY_LIMIT_DEFAULT)
+
+
+class ReactionSerializer(serializers.Serializer):
+    emoji = StrictCharField(
+        trim_whitespace=False, max_length=64,
+        help_text="One emoji (a single grapheme Unicode calls an emoji; skin tones and ZWJ sequences included).",
+    )

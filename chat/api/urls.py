@@ -35,12 +35,17 @@ v1 = [
     path("rooms/<str:slug>/mutes/<str:username>/", moderation.RoomMuteView.as_view(), name="api-room-mute"),
     path("rooms/<str:slug>/bans/", moderation.RoomBansView.as_view(), name="api-room-bans"),
     path("rooms/<str:slug>/bans/<str:username>/", moderation.RoomBanView.as_view(), name="api-room-ban"),
+    path("messages/<int:message_id>/thread/", views.MessageThreadView.as_view(), name="api-message-thread"),
+    path("messages/<int:message_id>/reactions/", views.MessageReactionsView.as_view(), name="api-message-reactions"),
+    path("messages/<int:message_id>/reactions/<str:emoji>/", views.MessageReactionView.as_view(),
+         name="api-message-reaction"),
     path("messages/<int:message_id>/report/", moderation.MessageReportView.as_view(), name="api-message-report"),
 ]
 
 urlpatterns = [
     path("v1/", include(v1)),
-    re_path(r"^v1/(?:.*/)?$", not_found),  # paths without the slash still get APPEND_SLASH
+    # [\s\S]: a path may hold a newline (%0A), which `.` would not match.
+    re_path(r"^v1/(?:[\s\S]*/)?$", not_found),  # paths without the slash still get APPEND_SLASH
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

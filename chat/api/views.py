@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from .. import protocol, realtime, rules, selectors, services
 from ..protocol import ChatError, message_payload
 from . import serializers as s
-from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, errors
+from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, THREAD_PAGE, errors
 from .throttling import LoginRateThrottle
 
 SLUG = OpenApiParameter(
@@ -269,7 +269,10 @@ class RoomMessagesView(APIView):
         examples=[
             OpenApiExample(
                 "message", value={"body": "hi", "client_id": "9b2f6c1e-2f1c-4f7e-9a51-0d9c2b7e4a10"}, request_only=True
-            )
+            ),
+            OpenApiExample(
+                "reply", value={"body": "agreed", "client_id": "0c3e…", "reply_to": 120}, request_only=True
+            ),
         ],
         responses={201: MESSAGE, 200: MESSAGE, **errors(*COMMON)},
         description="Post, as the WebSocket `send`: 201 with the new message, or 200 with the "
@@ -280,7 +283,8 @@ class RoomMessagesView(APIView):
         data = _valid(s.MessagePostSerializer, request.data)
         services.room_join(access=access, user=request.user)
         message, created = services.message_post(
-            room=access.room, author=request.user, body=data["body"], client_id=data["client_id"]
+            room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
+            reply_to=data.get("reply_to"),
         )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -310,3 +314,66 @@ class MessageView(APIView):
     def delete(self, request: Request, message_id: int) -> Response:
         services.message_delete(message_id=_message_id(message_id), user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- threads and reactions (PROTOCOL.md 6) --------------------------------------------
+
+EMOJI = OpenApiParameter("emoji", str, OpenApiParameter.PATH, description="The emoji, URL-encoded.")
+
+
+class MessageThreadView(APIView):
+    @extend_schema(
+        operation_id="messages_thread",
+        parameters=[MESSAGE_ID, s.ThreadQuerySerializer, RETRY_AFTER],
+        responses={200: THREAD_PAGE, **errors(*COMMON)},
+        description="The thread of a message: its root (the message itself, or the root it replies to) "
+        "and its replies in ascending seq, deleted ones included as deleted; 404 where the room is "
+        "not visible.",
+    )
+    def get(self, request: Request, message_id: int) -> Response:
+        params = _valid(s.ThreadQuerySerializer, request.query_params.dict())
+        message = selectors.message_with_room(message_id=_message_id(message_id))
+        access = rules.room_access(user=request.user, room=message.room, door=rules.Door.API) if message else None
+        if message is None or access is None or not access.visible:
+            raise ChatError(protocol.NOT_FOUND, "No such message.")
+        rules.check_join(access)
+        root = message.reply_to if message.reply_to_id is not None else message
+        root.room = access.room
+        page = selectors.message_thread(root=root, **params)
+        return Response(
+            {
+                "root": message_payload(page.root),
+                "results": [message_payload(m) for m in page.replies],
+                "has_more_after": page.has_more_after,
+            }
+        )
+
+
+class MessageReactionsView(APIView):
+    @extend_schema(
+        operation_id="messages_reactions_add",
+        parameters=[MESSAGE_ID],
+        request=s.ReactionSerializer,
+        examples=[OpenApiExample("react", value={"emoji": "👍"}, request_only=True)],
+        responses={200: MESSAGE, **errors(400, 401, 403, 404, 503)},
+        description="Add the caller's reaction; broadcasts `message.reacted` unless they had it already. "
+        "Not counted against the posting rate.",
+    )
+    def post(self, request: Request, message_id: int) -> Response:
+        message_id = _message_id(message_id)
+        data = _valid(s.ReactionSerializer, request.data)
+        message = services.reaction_add(message_id=message_id, user=request.user, emoji=data["emoji"])
+        return Response(message_payload(message))
+
+
+class MessageReactionView(APIView):
+    @extend_schema(
+        operation_id="messages_reactions_remove",
+        parameters=[MESSAGE_ID, EMOJI],
+        request=None,
+        responses={200: MESSAGE, **errors(400, 401, 403, 404, 503)},
+        description="Remove the caller's reaction; broadcasts `message.reacted` if they had it.",
+    )
+    def delete(self, request: Request, message_id: int, emoji: str) -> Response:
+        message = services.reaction_remove(message_id=_message_id(message_id), user=request.user, emoji=emoji)
+        return Response(message_payload(message))

@@ -28,6 +28,7 @@ from .messages import (  # noqa: F401
     message_post_many,
     post_rate,
     recent_posts,
+    render_bodies,
     validate_body,
     validate_client_id,
 )
@@ -195,6 +196,9 @@ def token_revoke(*, user) -> bool:
 
 # Writes of the live state live in their own module (read positions, direct messages).
 from .live import dm_open, read_mark  # noqa: E402,F401
+
+# Reactions (PROTOCOL.md 6).
+from .reactions import reaction_add, reaction_remove  # noqa: E402,F401
 
 # Moderation (PROTOCOL.md 5): mutes, bans, site bans, restoring, reports, the moderation log.
 from .moderation import (  # noqa: E402,F401

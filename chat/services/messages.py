@@ -16,9 +16,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from .. import protocol, realtime, rules
+from .. import protocol, realtime, rules, selectors
+from ..formatting import parse_markdown
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
 from .log import log_message_delete
@@ -44,6 +46,39 @@ def validate_client_id(client_id: str) -> str:
     if not 1 <= len(client_id) <= 64 or not client_id.isprintable():
         raise ChatError(protocol.INVALID, "`client_id` must be 1-64 printable characters.")
     return client_id
+
+
+# --- formatting (PROTOCOL.md 6) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A valid body with its html and the usernames it mentions (those rendered as mentions)."""
+
+    body: str
+    html: str
+    mentions: list[str]
+
+
+def render_bodies(items: Sequence[tuple[Room, str]]) -> list[Rendered]:
+    """Render each (room, valid body): Markdown to sanitized html, ``@name`` as a mention
+    only for users who can read that room (rules.users_who_see: queries only when some body
+    names someone).
+
+    Runs before the storing transaction, so its CPU time holds no lock; the doors call it
+    off the event loop (the socket's group commit runs in the database thread).
+    """
+    parsed = [parse_markdown(body) for _room, body in items]
+    names: dict[Room, set[str]] = {}
+    for (room, _body), body_parsed in zip(items, parsed):
+        if body_parsed.mentions:
+            names.setdefault(room, set()).update(body_parsed.mentions)
+    seen = rules.users_who_see(names) if names else {}
+    rendered = []
+    for (room, body), body_parsed in zip(items, parsed):
+        visible = [name for name in body_parsed.mentions if name in seen.get(room.pk, ())]
+        rendered.append(Rendered(body=body, html=body_parsed.html(mentions=visible), mentions=visible))
+    return rendered
 
 
 # --- posting rate ---------------------------------------------------------------------
@@ -167,19 +202,23 @@ class Post:
     body: str
     client_id: str
     door: rules.Door = rules.Door.SOCKET  # the group commit (chat.batching) is the socket's
-
+    reply_to: int | None = None  # the id of the message answered (PROTOCOL.md 6)
 
 
 PostResult = tuple[Message, bool] | ChatError
 
 
-def message_post(*, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API) -> tuple[Message, bool]:
-    """Store a message and broadcast it; return (message, created).
+def message_post(
+    *, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API, reply_to: int | None = None
+) -> tuple[Message, bool]:
+    """Store a message (a reply when ``reply_to`` names a message) and broadcast it; return
+    (message, created).
 
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
-    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id, door=door)])[0]
+    post = Post(room=room, author=author, body=body, client_id=client_id, door=door, reply_to=reply_to)
+    result = message_post_many([post])[0]
     if isinstance(result, ChatError):
         raise result
     return result
@@ -203,6 +242,18 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
         except ChatError as error:
             results[i] = error
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
+    # Rendered before the transaction: its CPU time holds no lock. A body's refusal waits
+    # for its turn after the permissions (PROTOCOL.md 3.4's order).
+    bodies: dict[int, Rendered | ChatError] = {}
+    valid: list[tuple[int, Room, str]] = []
+    for i, post in enumerate(posts):
+        if results[i] is None and (post.author.pk, post.client_id) not in existing:
+            try:
+                valid.append((i, post.room, validate_body(post.body)))
+            except ChatError as error:
+                bodies[i] = error
+    for (i, _room, _body), rendered in zip(valid, render_bodies([(room, body) for _i, room, body in valid])):
+        bodies[i] = rendered
     rate, now = post_rate(), timezone.now()
     recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
     try:
@@ -212,7 +263,7 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
             accesses = rules.room_access_many(
                 {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}, lock=True
             )
-            _judge_and_store(posts, results, existing, accesses, rate=rate, recent=recent, now=now)
+            _judge_and_store(posts, results, existing, accesses, bodies, rate=rate, recent=recent, now=now)
     except IntegrityError:
         # Another door stored one of these (author, client_id) after the lookup above. The
         # whole batch was rolled back (nothing announced): judge each post again alone, when
@@ -228,14 +279,17 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     return results  # type: ignore[return-value]
 
 
-def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -> None:
+def _judge_and_store(posts, results, existing, accesses, bodies, *, rate, recent, now) -> None:
     """Fill ``results`` for the posts not yet refused: judge each in order, store the accepted.
 
-    Should be called inside the transaction holding the rooms' locks (message_post_many).
+    Should be called inside the transaction holding the rooms' locks (message_post_many), so
+    the messages replied to are read as they stand (a deletion cannot come in between).
     """
     first_index: dict[tuple[int, str], int] = {}
     queued: dict[int, int] = {}
-    accepted: list[tuple[int, Room, str]] = []
+    accepted: list[tuple[int, Room, Rendered, Message | None]] = []
+    answered = {p.reply_to for p, r in zip(posts, results) if r is None and p.reply_to is not None}
+    targets = Message.objects.select_related(*selectors.MESSAGE_RELATED).in_bulk(answered) if answered else {}
     for i, post in enumerate(posts):
         if results[i] is not None:
             continue
@@ -247,9 +301,12 @@ def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -
             results[i] = first_index[key]  # resolved to that post's message below
             continue
         try:
-            # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
+            # PROTOCOL.md 3.4's order: permissions, then the body (and what it answers), then the rate.
             room = rules.check_post(accesses.get((post.room.pk, post.author.pk, post.door))).room
-            body = validate_body(post.body)
+            rendered = bodies[i]
+            if isinstance(rendered, ChatError):
+                raise rendered
+            root = rules.check_reply(targets.get(post.reply_to), room_id=room.pk) if post.reply_to is not None else None
             if rate is not None:
                 check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
         except ChatError as error:
@@ -257,7 +314,7 @@ def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -
             continue
         first_index[key] = i
         queued[post.author.pk] = queued.get(post.author.pk, 0) + 1
-        accepted.append((i, room, body))
+        accepted.append((i, room, rendered, root))
     if accepted:
         for i, message in _store_posts(posts, accepted).items():
             results[i] = (message, True)
@@ -282,33 +339,59 @@ def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], 
         ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return {}
-    return {(m.author_id, m.client_id): m for m in Message.objects.select_related("room", "author").filter(pk__in=ids)}
+    # Retries only: the original as it stands now (reactions included) is what is answered.
+    found = list(Message.objects.select_related("room", "author").filter(pk__in=ids))
+    selectors.message_state_attach(found)
+    return {(m.author_id, m.client_id): m for m in found}
 
 
-def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -> dict[int, Message]:
+def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered, Message | None]]) -> dict[int, Message]:
     """Insert the accepted posts; return {post index: message}.
 
-    Runs in message_post_many's transaction, which holds the rooms' locks.
+    Runs in message_post_many's transaction, which holds the rooms' locks. The roots of the
+    replies among them get their reply_count and last_reply_at there (one UPDATE per root).
     """
-    by_room: dict[int, list[tuple[int, Room, str]]] = {}
+    by_room: dict[int, list[tuple[int, Room, Rendered, Message | None]]] = {}
     for item in accepted:
         by_room.setdefault(item[1].pk, []).append(item)
     stored: dict[int, Message] = {}
     last_seqs = _take_seqs_many({room_id: len(items) for room_id, items in by_room.items()})
     for room_id, items in by_room.items():
-        for seq, (i, room, body) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
+        for seq, (i, room, rendered, root) in enumerate(items, start=last_seqs[room_id] - len(items) + 1):
             post = posts[i]
-            stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
+            stored[i] = Message(
+                room=room, author=post.author, seq=seq, body=rendered.body, client_id=post.client_id,
+                html=rendered.html, mentions=rendered.mentions, reply_to=root,
+            )
     messages = Message.objects.bulk_create(list(stored.values()))
     RoomEvent.objects.bulk_create(
         [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
     )
+    replies: dict[int, list[Message]] = {}
+    for message in messages:
+        message.reaction_list = []
+        if message.reply_to_id is not None:
+            replies.setdefault(message.reply_to_id, []).append(message)
+    for root_id, answers in replies.items():
+        Message.objects.filter(pk=root_id).update(
+            reply_count=F("reply_count") + len(answers), last_reply_at=max(m.created_at for m in answers)
+        )
     for room_id, items in by_room.items():
-        seqs = [stored[i].seq for i, _room, _body in items]
+        seqs = [stored[item[0]].seq for item in items]
         _prune_events(room_id, seqs[0], seqs[-1])
-        _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[i].seq, message=stored[i])
-                            for i, _room, _body in items])
+        _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[item[0]].seq, message=stored[item[0]])
+                            for item in items])
     return stored
+
+
+def thread_recount(root_id: int) -> None:
+    """Set the root's reply_count and last_reply_at from its replies that are not deleted.
+
+    Should be called under the room's lock, in the transaction that deletes or restores one
+    of its replies.
+    """
+    state = Message.objects.filter(reply_to_id=root_id, deleted=False).aggregate(n=Count("pk"), last=Max("created_at"))
+    Message.objects.filter(pk=root_id).update(reply_count=state["n"], last_reply_at=state["last"])
 
 
 def _message_locked(*, message_id: int, user, door: rules.Door) -> tuple[Message, rules.RoomAccess]:
@@ -324,7 +407,8 @@ def _message_locked(*, message_id: int, user, door: rules.Door) -> tuple[Message
     access = rules.room_access(user=user, room_id=room_id, door=door, lock=True) if room_id is not None else None
     # "of": lock the message row alone; its author's row must stay free for their other posts.
     message = (
-        Message.objects.select_for_update(of=("self",)).select_related("author").filter(pk=message_id).first()
+        Message.objects.select_for_update(of=("self",)).select_related(*selectors.MESSAGE_RELATED)
+        .filter(pk=message_id).first()
         if access is not None and access.visible
         else None
     )
@@ -338,18 +422,35 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
     """The author replaces the body; broadcasts `message.edited`.
 
     Who may edit and whether the message still stands are decided under the room's lock:
-    an edit that loses a race with a deletion answers not_found and announces nothing.
+    an edit that loses a race with a deletion answers not_found and announces nothing. The
+    new body is rendered before the transaction (its refusal still comes after the
+    permission checks).
     """
+    try:
+        rendered: Rendered | ChatError = _render_for(message_id, validate_body(body))
+    except ChatError as error:
+        rendered = error
     with transaction.atomic():
         message, access = _message_locked(message_id=message_id, user=user, door=door)
         rules.check_edit(access, message, user)
-        body = validate_body(body)
+        if isinstance(rendered, ChatError):
+            raise rendered
         seq = _next_seq(message.room_id)
-        message.body = body
+        message.body, message.html, message.mentions = rendered.body, rendered.html, rendered.mentions
         message.edited_at = timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+        message.save(update_fields=["body", "html", "mentions", "edited_at"])
+        selectors.reactions_attach([message])
         _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
     return message
+
+
+def _render_for(message_id: int, body: str) -> Rendered:
+    """render_bodies() of a body for the message ``message_id``'s room (read only if the body
+    names someone; no such message renders no mention and is refused under the lock)."""
+    room = Room.objects.filter(messages__pk=message_id).first() if "@" in body else None
+    if room is None:
+        return Rendered(body=body, html=parse_markdown(body).html(mentions=()), mentions=[])
+    return render_bodies([(room, body)])[0]
 
 
 def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, reason: str = "") -> Message:
@@ -367,6 +468,8 @@ def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, 
         seq = _next_seq(message.room_id)
         message.deleted = True
         message.save(update_fields=["deleted"])
+        if message.reply_to_id is not None:
+            thread_recount(message.reply_to_id)
         _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
         if by == RoomEvent.By.MODERATOR:
             log_message_delete(actor=user, message=message, reason=reason)

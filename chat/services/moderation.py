@@ -16,11 +16,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from .. import protocol, realtime, rules
+from .. import protocol, realtime, rules, selectors
 from ..models import Membership, Message, Mute, Report, Room, RoomBan, SiteBan, SiteBanKey
 from ..protocol import ChatError
 from .log import REASON_MAX, Action, moderation_log_write, name_of as _name
-from .messages import _message_locked, _next_seq, _record_event, message_delete
+from .messages import _message_locked, _next_seq, _record_event, message_delete, thread_recount
 
 
 # --- validation -------------------------------------------------------------------------
@@ -204,6 +204,9 @@ def message_restore(*, message_id: int, actor, reason: str = "") -> Message:
         seq = _next_seq(message.room_id)
         message.deleted = False
         message.save(update_fields=["deleted"])
+        if message.reply_to_id is not None:
+            thread_recount(message.reply_to_id)
+        selectors.reactions_attach([message])  # a deletion hid them; the restored message shows them again
         _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
         moderation_log_write(
             actor=actor, action=Action.MESSAGE_RESTORE, target_user=message.author, message=message, reason=reason,

@@ -52,7 +52,7 @@ async def test_rest_edit_and_delete_reach_sockets(user, other, bob_cookie, gener
     status, _ = await arest(user, "delete", f"/api/v1/messages/{message['id']}/")
     assert status == 204
     frame = await bob.recv_until("message.deleted")
-    assert frame == {"type": "message.deleted", "room": "general", "seq": 3, "id": message["id"], "by": "author"}
+    assert frame == {"type": "message.deleted", "room": "general", "seq": 3, "id": message["id"], "by": "author", "reply_to": None}
     await bob.close()
 
 

@@ -1,5 +1,6 @@
 // Builds message elements. Every piece of user text enters the DOM as a text node:
-// never innerHTML, so a message can't inject markup.
+// never innerHTML, so a message can't inject markup. The one exception is MESSAGE.html,
+// which the server rendered from Markdown and sanitized with an allowlist.
 
 import { absolute, clock, dayKey, dayLabel, timeElement } from "./time.js";
 
@@ -68,6 +69,14 @@ export function avatar(username, className = "avatar") {
   return node;
 }
 
+/** Extra parts of a message (threads.js, reactions.js): functions (msg, me) → element or null,
+ * placed before the body (a reply's quote) or after it (reaction chips, reply count). */
+export const messageParts = { before: [], after: [] };
+
+function parts(list, msg, me) {
+  return msg.id == null ? [] : list.map((part) => part(msg, me)).filter(Boolean);
+}
+
 /** (Re)render MESSAGE `msg` into `node`; status classes set by others (pending, failed) are kept. */
 export function renderMessage(node, msg, me) {
   const username = msg.author?.username ?? "unknown";
@@ -84,10 +93,16 @@ export function renderMessage(node, msg, me) {
   if (msg.deleted) {
     body.append(h("span", { class: "msg-removed" }, msg.by === "moderator" ? "message removed by a moderator" : "message removed"));
   } else {
-    appendLinkified(body, msg.body ?? "");
+    if (typeof msg.html === "string" && msg.html) {
+      body.classList.add("msg-html");
+      body.innerHTML = msg.html; // sanitized by the server (docs/protocol.md, Formatting)
+    } else {
+      appendLinkified(body, msg.body ?? "");
+    }
     if (msg.edited_at) {
       const edited = Date.parse(msg.edited_at);
-      body.append(" ", h("span", { class: "msg-edited", title: `Edited ${absolute(edited)}` }, "(edited)"));
+      (body.lastElementChild?.matches("p") ? body.lastElementChild : body)
+        .append(" ", h("span", { class: "msg-edited", title: `Edited ${absolute(edited)}` }, "(edited)"));
     }
   }
   const clockEl = h("time", { class: "msg-clock", datetime: new Date(ts).toISOString(), title: absolute(ts) }, clock(ts));
@@ -98,7 +113,8 @@ export function renderMessage(node, msg, me) {
     " ", timeElement(ts, "msg-time"));
   const row = h("div", { class: "msg-row" },
     h("div", { class: "msg-gutter" }, avatar(username), clockEl),
-    h("div", { class: "msg-main" }, head, body),
+    h("div", { class: "msg-main" }, head, ...parts(messageParts.before, msg, me), body,
+      ...parts(messageParts.after, msg, me)),
     // Report, delete, mute, ban (msgmenu.js, by event delegation); not on pending or deleted ones.
     msg.id != null && !msg.deleted
       ? h("button", { type: "button", class: "msg-menu-button", "aria-haspopup": "menu", "aria-label": `Actions for ${username}'s message` }, "⋯")

@@ -12,6 +12,8 @@ import { ChatSocket } from "./socket.js";
 import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
 import { setupMessageMenu } from "./msgmenu.js";
+import { setupReactions } from "./reactions.js";
+import { setupThreads } from "./thread.js";
 import { setupUserCards } from "./usercard.js";
 
 const $ = (id) => document.getElementById(id);
@@ -38,6 +40,8 @@ const timeline = new Timeline({
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me });
 const socket = new ChatSocket({ onFrame, onStatus });
+const threads = setupThreads({ chat, slug, me, socket, timeline });
+setupReactions({ me, socket });
 const outbox = new Outbox({ room: slug, socket, timeline });
 const composer = setupComposer({
   form: $("composer"),
@@ -138,6 +142,7 @@ function noteUnseen(msg) {
 }
 
 function onFrame(frame) {
+  if (threads.onFrame(frame)) return; // replies, reactions and the thread panel (thread.js)
   switch (frame.type) {
     case "joined":
       presence.set(frame.online ?? []);
