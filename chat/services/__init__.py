@@ -85,10 +85,26 @@ def validate_room_name(name: str) -> str:
     return name
 
 
+ROOM_TOPIC_MAX = 250  # Room.topic's max_length
+
+
+def validate_room_topic(topic: str) -> str:
+    """Return ``topic`` trimmed (empty clears it), or raise invalid (over ROOM_TOPIC_MAX, NUL, lone surrogates)."""
+    topic = protocol.validate_text(topic, field="topic").strip()
+    if len(topic) > ROOM_TOPIC_MAX:
+        raise ChatError(protocol.INVALID, f"A topic is at most {ROOM_TOPIC_MAX} characters.")
+    return topic
+
+
 def room_update(
-    *, access: rules.RoomAccess, name: str | None = None, locked: bool | None = None, actor=None
+    *,
+    access: rules.RoomAccess,
+    name: str | None = None,
+    locked: bool | None = None,
+    topic: str | None = None,
+    actor=None,
 ) -> Room:
-    """The owner or a moderator renames or (un)locks the room; None leaves a field as it is.
+    """The owner or a moderator renames, (un)locks the room or sets its topic; None leaves a field as it is.
 
     Locking and unlocking are moderation actions: logged with ``actor``. Nothing is broadcast;
     `send` and `edit` answer `room_locked` from the next frame on.
@@ -102,6 +118,9 @@ def room_update(
     if locked is not None:
         room.locked = locked
         fields.append("locked")
+    if topic is not None:
+        room.topic = validate_room_topic(topic)
+        fields.append("topic")
     if fields:
         with transaction.atomic():
             room.save(update_fields=fields)
@@ -122,10 +141,13 @@ def member_set(*, access: rules.RoomAccess, user, role: str = Membership.Role.ME
         return current, False
     try:
         with transaction.atomic():
-            return Membership.objects.create(room=access.room, user=user, role=role), True
+            membership = Membership.objects.create(room=access.room, user=user, role=role)
     except IntegrityError:
         # Joined in between (a socket `join`): set the role on that membership.
         return member_set(access=access, user=user, role=role)
+    announce_membership(room=access.room, user_ids=[user.pk])
+    return membership, True
+
 
 
 def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
@@ -183,7 +205,7 @@ def token_revoke(*, user) -> bool:
 
 
 # Writes of the live state live in their own module (read positions, direct messages).
-from .live import dm_open, read_mark  # noqa: E402,F401
+from .live import announce_membership, dm_open, read_mark  # noqa: E402,F401
 
 # Moderation (PROTOCOL.md 5): mutes, bans, site bans, restoring, reports, the moderation log.
 from .moderation import (  # noqa: E402,F401
