@@ -19,6 +19,8 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Exists, OuterRef, Q
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import rules, services
@@ -414,12 +416,13 @@ class ReportStatusFilter(admin.SimpleListFilter):
 
 @admin.register(Report)
 class ReportAdmin(ModeratorAdmin):
-    list_display = ["id", "created_at", "room", "author", "excerpt", "message_deleted", "reporter", "reason",
-                    "status", "resolved_by"]
+    list_display = ["id", "created_at", "room", "author", "message_text", "in_context", "message_deleted", "reporter",
+                    "reason", "status", "resolved_by"]
     list_filter = [ReportStatusFilter, ("message__room", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["reason", "message__body", "reporter__username", "message__author__username"]
     list_select_related = ["message__room", "message__author", "reporter", "resolved_by"]
-    readonly_fields = ["message", "reporter", "reason", "status", "created_at", "resolved_by", "resolved_at"]
+    readonly_fields = ["message", "message_text", "in_context", "reporter", "reason", "status", "created_at",
+                       "resolved_by", "resolved_at"]
     ordering = ["created_at", "id"]
     actions = ["hide_messages", "dismiss_reports", "ban_authors", "ban_authors_from_site"]
 
@@ -432,8 +435,16 @@ class ReportAdmin(ModeratorAdmin):
         return report.message.author
 
     @admin.display(description="message")
-    def excerpt(self, report: Report) -> str:
-        return Truncator(report.message.body).chars(80)
+    def message_text(self, report: Report) -> str:
+        """The whole text as the reporter saw it (escaped; line breaks kept)."""
+        return format_html('<div class="report-text" style="white-space: pre-wrap; max-width: 40em">{}</div>',
+                           report.message.body)
+
+    @admin.display(description="in context")
+    def in_context(self, report: Report) -> str:
+        """The room page opened at the message (its permalink), with the messages around it."""
+        url = reverse("room", args=[report.message.room.slug]) + f"?m={report.message_id}"
+        return format_html('<a href="{}">Open in the room</a>', url)
 
     @admin.display(boolean=True, description="deleted")
     def message_deleted(self, report: Report) -> bool:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from . import protocol
@@ -154,6 +154,17 @@ def rooms_for_user(*, user) -> QuerySet[Room]:
         )
         .annotate(unread=Coalesce(Subquery(unread), 0))
     )
+
+
+def rooms_for_sidebar(*, user) -> QuerySet[Room]:
+    """rooms_for_user() with ``last_at`` (the newest message's time), most recent activity first."""
+    newest = Message.objects.filter(room=OuterRef("pk")).order_by("-seq").values("created_at")[:1]
+    return rooms_for_user(user=user).annotate(last_at=Subquery(newest)).order_by(F("last_at").desc(nulls_last=True), "slug")
+
+
+def message_seq(*, room: Room, message_id: int) -> int | None:
+    """The seq of the room's message ``message_id``, or None when the room has no such message."""
+    return Message.objects.filter(room=room, pk=message_id).values_list("seq", flat=True).first()
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:

@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 
 from . import protocol, rules, selectors
 from .backends import ChatModelBackend
@@ -17,18 +18,34 @@ from .forms import SignupForm
 
 @login_required
 def home(request):
-    rooms = selectors.rooms_visible_to(user=request.user).order_by("slug")
+    rooms = selectors.rooms_for_sidebar(user=request.user)
     return render(request, "chat/home.html", {"rooms": rooms})
 
 
 @login_required
 def room(request, slug):
+    """The room page. ``?m=<id>`` opens it at that message (a permalink); an unknown id is ignored."""
     access = rules.room_access(user=request.user, slug=slug, door=rules.Door.API)
     if access is None or not access.visible:
         raise Http404("No such room.")
-    rooms = selectors.rooms_visible_to(user=request.user).order_by("slug")
+    rooms = list(selectors.rooms_for_sidebar(user=request.user))
+    current = next((r for r in rooms if r.pk == access.room.pk), None)
+    focus_id = request.GET.get("m", "")
+    focus_seq = selectors.message_seq(room=access.room, message_id=int(focus_id)) if focus_id.isdecimal() and len(focus_id) < 19 else None
     # The page learns the caller's rights here (the menu offers moderation only to moderators).
-    return render(request, "chat/room.html", {"room": access.room, "access": access, "rooms": rooms})
+    context = {
+        "room": access.room,
+        "access": access,
+        "rooms": rooms,
+        "read_seq": current.read_seq if current is not None else None,
+        "focus": {"id": int(focus_id), "seq": focus_seq} if focus_seq is not None else None,
+    }
+    return render(request, "chat/room.html", context)
+
+
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: send them to the SVG icon."""
+    return redirect(static("chat/favicon.svg"), permanent=True)
 
 
 def signup(request):

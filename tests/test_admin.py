@@ -427,3 +427,16 @@ def test_a_messages_page_lists_its_replies_and_reactions(admin_client, user, oth
     text = page.content.decode()
     assert "a reply to it" in text and "🎉" in text
     assert 'name="replies-0-body"' not in text and 'name="reactions-0-emoji"' not in text  # read-only
+
+
+def test_the_report_list_shows_the_whole_message_and_links_to_it_in_context(admin_client, general, user, other):
+    body = "This is a long message that goes on well past eighty characters, so a truncated list would hide the <b>end</b> of it."
+    message = services.message_post(room=general, author=other, body=body, client_id="long1")[0]
+    services.message_report(message_id=message.pk, reporter=user, reason="spam")
+    page = admin_client.get("/admin/chat/report/").content.decode()
+    assert "hide the &lt;b&gt;end&lt;/b&gt; of it." in page  # all of it, escaped
+    assert f'href="/rooms/general/?m={message.pk}"' in page
+    report_id = Report.objects.get().pk
+    detail = admin_client.get(f"/admin/chat/report/{report_id}/change/").content.decode()
+    assert "hide the &lt;b&gt;end&lt;/b&gt; of it." in detail
+    assert f'href="/rooms/general/?m={message.pk}"' in detail

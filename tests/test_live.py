@@ -110,3 +110,24 @@ async def test_a_dm_is_private_to_its_two_people(ann_cookie, user, other):
     ann = await joined(ann_cookie, slug)
     await post(other, "just us", "dm1", slug=slug)
     assert (await ann.recv())["message"]["body"] == "just us"
+
+
+async def test_a_new_member_s_sockets_are_told_of_the_room_with_a_read_frame(ann_cookie, bob_cookie, user, other):
+    """Being added to a room or opened a DM with reaches every open socket at once (the page's
+    room list adds the room); the socket that was already there learns nothing else."""
+    ann = await joined(ann_cookie)
+    bob = await joined(bob_cookie)
+    secret = await database_sync_to_async(Room.objects.create)(slug="secret", name="Secret", private=True, owner=other)
+    await database_sync_to_async(Membership.objects.create)(room=secret, user=other, role="owner")
+    response = await database_sync_to_async(api(other).post)("/api/v1/rooms/secret/members/", {"username": "ann"}, format="json")
+    assert response.status_code == 201
+    assert await ann.recv_until("read") == {"type": "read", "room": "secret", "seq": 0}
+    # Adding her again changes nothing and announces nothing.
+    response = await database_sync_to_async(api(other).post)("/api/v1/rooms/secret/members/", {"username": "ann"}, format="json")
+    assert response.status_code == 200
+    assert await ann.silent(0.3)
+
+    response = await database_sync_to_async(api(other).post)("/api/v1/dms/", {"username": "ann"}, format="json")
+    assert response.status_code == 201
+    assert await ann.recv_until("read") == {"type": "read", "room": response.json()["slug"], "seq": 0}
+    assert await bob.silent(0.3)  # the one who opened it goes there himself

@@ -127,6 +127,9 @@ class RoomCreateSerializer(serializers.Serializer):
 class RoomUpdateSerializer(serializers.Serializer):
     name = StrictCharField(required=False, max_length=services.ROOM_NAME_MAX)
     locked = StrictBooleanField(required=False, help_text="A locked room takes posts from moderators only.")
+    topic = StrictCharField(
+        required=False, allow_blank=True, max_length=services.ROOM_TOPIC_MAX, help_text="Shown under the name; empty clears it."
+    )
 
 
 # --- members --------------------------------------------------------------------------

@@ -182,7 +182,7 @@ class RoomDetailView(APIView):
         access = _access(request, slug, rules.check_moderate)
         data = _valid(s.RoomUpdateSerializer, request.data)
         room = services.room_update(
-            access=access, name=data.get("name"), locked=data.get("locked"), actor=request.user
+            access=access, name=data.get("name"), locked=data.get("locked"), topic=data.get("topic"), actor=request.user
         )
         return Response(_room(request, room, detail=True))
 

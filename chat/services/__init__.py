@@ -86,14 +86,33 @@ def validate_room_name(name: str) -> str:
     return name
 
 
-def room_update(*, access: rules.RoomAccess, actor, name: str | None = None, locked: bool | None = None) -> Room:
-    """The owner or a moderator renames or (un)locks the room; None leaves a field as it is.
+ROOM_TOPIC_MAX = 250  # Room.topic's max_length
+
+
+def validate_room_topic(topic: str) -> str:
+    """Return ``topic`` trimmed (empty clears it), or raise invalid (over ROOM_TOPIC_MAX, NUL, lone surrogates)."""
+    topic = protocol.validate_text(topic, field="topic").strip()
+    if len(topic) > ROOM_TOPIC_MAX:
+        raise ChatError(protocol.INVALID, f"A topic is at most {ROOM_TOPIC_MAX} characters.")
+    return topic
+
+
+def room_update(
+    *,
+    access: rules.RoomAccess,
+    actor,
+    name: str | None = None,
+    locked: bool | None = None,
+    topic: str | None = None,
+) -> Room:
+    """The owner or a moderator renames, (un)locks the room or sets its topic; None leaves a field as it is.
 
     Decided under the room's lock on ``actor``'s access read there. Locking and unlocking
     are moderation actions: logged with ``actor``. Nothing is broadcast; `send` and `edit`
     answer `room_locked` from the next frame on.
     """
     name = validate_room_name(name) if name is not None else None
+    topic = validate_room_topic(topic) if topic is not None else None
     with transaction.atomic():
         room = rules.check_moderate(rules.room_access_locked(access, actor)).room
         lock_changed = locked is not None and locked != room.locked
@@ -104,6 +123,9 @@ def room_update(*, access: rules.RoomAccess, actor, name: str | None = None, loc
         if locked is not None:
             room.locked = locked
             fields.append("locked")
+        if topic is not None:
+            room.topic = topic
+            fields.append("topic")
         if fields:
             room.save(update_fields=fields)
             if lock_changed:
@@ -129,7 +151,7 @@ def member_set(*, access: rules.RoomAccess, actor, user, role: str = Membership.
         # savepoint, so that losing that race sets the role on the joiner's membership.
         try:
             with transaction.atomic():
-                return Membership.objects.create(room=access.room, user=user, role=role), True
+                membership = Membership.objects.create(room=access.room, user=user, role=role)
         except IntegrityError:
             current = Membership.objects.select_for_update().get(room=access.room, user=user)
             rules.check_member_set(access, role=role, current_role=current.role)
@@ -137,6 +159,8 @@ def member_set(*, access: rules.RoomAccess, actor, user, role: str = Membership.
                 current.role = role
                 current.save(update_fields=["role"])
             return current, False
+        announce_membership(room=access.room, user_ids=[user.pk])
+        return membership, True
 
 
 def member_remove(*, access: rules.RoomAccess, actor, user) -> None:
@@ -195,7 +219,7 @@ def token_revoke(*, user) -> bool:
 
 
 # Writes of the live state live in their own module (read positions, direct messages).
-from .live import dm_open, read_mark  # noqa: E402,F401
+from .live import announce_membership, dm_open, read_mark  # noqa: E402,F401
 
 # Reactions (PROTOCOL.md 6).
 from .reactions import reaction_add, reaction_remove  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Writes of the live state: read positions and direct-message rooms."""
+"""Writes of the live state: read positions, direct-message rooms, new members announced."""
 
 from __future__ import annotations
 
@@ -58,4 +58,14 @@ def dm_open(*, user, username: str) -> tuple[Room, bool]:
             Membership.objects.bulk_create([Membership(room=room, user=low), Membership(room=room, user=high)])
     except IntegrityError:
         return Room.objects.get(dm_key=key), False
+    announce_membership(room=room, user_ids=[other.pk])
     return room, True
+
+
+def announce_membership(*, room: Room, user_ids: list[int]) -> None:
+    """After commit, tell every socket of each new member their read position in ``room``
+    (a `read` frame), so an open room list adds the room at once (docs/decisions.md)."""
+    positions = dict(Membership.objects.filter(room=room, user_id__in=user_ids).values_list("user_id", "read_seq"))
+    for user_id, seq in positions.items():
+        event = protocol.read_event(room=room.slug, seq=seq, origin=None)
+        transaction.on_commit(lambda user_id=user_id, event=event: realtime.user_event_publish(user_id=user_id, event=event))

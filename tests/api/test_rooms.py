@@ -208,3 +208,31 @@ def test_can_moderate_tells_each_caller_their_rights(ann, bob, user, other, room
     assert 'data-can-moderate="true"' in page(other)
     RoomBan.objects.create(room=room, user=other)
     assert bob.get("/api/v1/rooms/lobby/").json()["can_moderate"] is False
+
+
+def test_owner_sets_and_clears_the_topic(ann, room):
+    response = ann.patch("/api/v1/rooms/lobby/", {"topic": "  Release week: ship on Friday  "}, format="json")
+    assert response.status_code == 200 and response.json()["topic"] == "Release week: ship on Friday"
+    room.refresh_from_db()
+    assert room.topic == "Release week: ship on Friday"
+    assert ann.patch("/api/v1/rooms/lobby/", {"topic": ""}, format="json").json()["topic"] == ""
+    room.refresh_from_db()
+    assert room.topic == ""
+
+
+@pytest.mark.parametrize("topic", ["t" * 251, 7, None, "bad\u0000topic"])
+def test_a_bad_topic_is_a_400_and_changes_nothing(ann, room, topic):
+    room.topic = "kept"
+    room.save()
+    response = ann.patch("/api/v1/rooms/lobby/", {"topic": topic}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid"
+    room.refresh_from_db()
+    assert room.topic == "kept"
+
+
+def test_a_plain_member_may_not_set_the_topic(bob, other, room):
+    Membership.objects.create(room=room, user=other, role="member")
+    response = bob.patch("/api/v1/rooms/lobby/", {"topic": "mine now"}, format="json")
+    assert response.status_code == 403
+    room.refresh_from_db()
+    assert room.topic == ""

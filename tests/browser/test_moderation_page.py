@@ -31,7 +31,7 @@ def test_a_member_reports_a_message_and_cannot_delete_it(browsing: Browsing, ann
     expect_messages(ann, [("bob", "something nasty")])
 
     open_menu(ann, "something nasty")
-    assert ann.get_by_role("menu").get_by_role("menuitem").all_inner_texts() == ["Report…"]
+    assert ann.get_by_role("menu").get_by_role("menuitem").all_inner_texts() == ["Copy link", "Report…"]
     ann.get_by_role("menuitem", name="Report…").click()
     ann.get_by_label("What is wrong with it?").fill("insulting")
     ann.get_by_role("button", name="Report", exact=True).click()
@@ -59,7 +59,7 @@ def test_a_room_moderator_deletes_and_bans_from_the_menu(browsing: Browsing, use
 
     open_menu(ann, "spam one")
     items = ann.get_by_role("menu").get_by_role("menuitem").all_inner_texts()
-    assert items == ["Report…", "Delete", "Mute bob…", "Ban bob from this room…"]
+    assert items == ["Copy link", "Report…", "Delete", "Mute bob…", "Ban bob from this room…"]
     ann.get_by_role("menuitem", name="Delete").click()
     ann.get_by_role("dialog").get_by_role("button", name="Delete").click()
     # Both pages show it removed by a moderator (the socket's message.deleted).

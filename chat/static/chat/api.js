@@ -23,11 +23,11 @@ export class ApiError extends Error {
   }
 }
 
-async function postJSON(url, body) {
+async function postJSON(url, body, method = "POST") {
   let response;
   try {
     response = await fetch(url, {
-      method: "POST",
+      method,
       credentials: "same-origin",
       headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
       body: JSON.stringify(body),
@@ -36,15 +36,24 @@ async function postJSON(url, body) {
     throw new ApiError(0, "The server can't be reached.");
   }
   const data = await response.json().catch(() => null);
-  if (!response.ok) throw new ApiError(response.status, typeof data?.detail === "string" ? data.detail : "");
+  if (!response.ok) throw new ApiError(response.status, errorText(data));
   return data;
 }
 
+// A 400's field errors say more than its summary ("Enter a valid slug").
+function errorText(data) {
+  const fields = data?.errors && typeof data.errors === "object" ? Object.values(data.errors).flat() : [];
+  const first = fields.find((e) => typeof e === "string");
+  return first ?? (typeof data?.detail === "string" ? data.detail : "");
+}
+
 /** A page of history: {results: [MESSAGE…] ascending seq, has_more_before, has_more_after}. */
-export async function fetchHistory(slug, { before = null, limit = 50 } = {}) {
+export async function fetchHistory(slug, { before = null, after = null, q = null, limit = 50 } = {}) {
   const url = new URL(`/api/v1/rooms/${encodeURIComponent(slug)}/messages/`, location.origin);
   url.searchParams.set("limit", String(limit));
   if (before !== null) url.searchParams.set("before", String(before));
+  if (after !== null) url.searchParams.set("after", String(after));
+  if (q !== null) url.searchParams.set("q", q);
   const page = await getJSON(url);
   if (!Array.isArray(page?.results)) throw new Error("history: unexpected response");
   return page;
@@ -64,3 +73,18 @@ export async function openDirectRoom(username) {
   if (typeof room?.slug !== "string") throw new ApiError(500, "Unexpected response.");
   return room;
 }
+
+const api = (path) => new URL(`/api/v1/${path}`, location.origin);
+const roomPath = (slug) => `rooms/${encodeURIComponent(slug)}/`;
+
+/** Edit one's own message; returns the edited MESSAGE. */
+export const editMessage = (id, body) => postJSON(api(`messages/${id}/`), { body }, "PATCH");
+
+/** Create a room owned by the caller; returns the room object. */
+export const createRoom = ({ slug, name, private: isPrivate }) => postJSON(api("rooms/"), { slug, name, private: isPrivate });
+
+/** Owner or moderator: change the room's settings (`topic`, `name`, `locked`). */
+export const updateRoom = (slug, fields) => postJSON(api(roomPath(slug)), fields, "PATCH");
+
+/** Owner or moderator: add `username` to the room. */
+export const addMember = (slug, username) => postJSON(api(`${roomPath(slug)}members/`), { username, role: "member" });

@@ -42,6 +42,13 @@ export function messageButton(username, { text = "Message", className = "btn btn
   return button;
 }
 
+/** The other person of a DM room named "ann, bob" (null when `me` is not one of the two). */
+export function dmPartner(name, me) {
+  const names = name.split(", ");
+  if (names.length !== 2 || !names.includes(me)) return null;
+  return names[0] === me ? names[1] : names[0];
+}
+
 /** In a DM, show the other person's name rather than the room's "ann, bob". */
 export function labelDirectRooms(me, root = document) {
   for (const node of root.querySelectorAll("[data-dm-name]")) {

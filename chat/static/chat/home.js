@@ -1,5 +1,14 @@
-import { watchUnreadBadges } from "./badges.js";
+// The rooms page: the live room list over one socket (badges.js), and creating or browsing rooms.
+
+import { RoomList } from "./badges.js";
 import { paintAccountAvatar } from "./render.js";
+import { openBrowseRooms, openCreateRoom } from "./rooms.js";
+import { ChatSocket } from "./socket.js";
 
 paintAccountAvatar();
-watchUnreadBadges();
+const socket = new ChatSocket({ onFrame: (frame) => roomList.onFrame(frame) });
+const roomList = new RoomList({ socket, me: document.body.dataset.username ?? "" });
+roomList.start();
+socket.connect(); // also with no rooms yet: a room one is added to arrives as a `read` frame
+document.getElementById("room-create")?.addEventListener("click", openCreateRoom);
+document.getElementById("room-browse")?.addEventListener("click", openBrowseRooms);

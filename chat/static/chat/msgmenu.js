@@ -1,5 +1,6 @@
-// The "⋯" menu on a message: report it; delete it (your own, or anyone's for the room's
-// moderators); mute or ban its author (moderators). Wired by event delegation on the
+// The "⋯" menu on a message: edit it (your own, in place: editor.js); copy its link (a
+// permalink /rooms/<slug>/?m=<id>); report it; delete it (your own, or anyone's for the
+// room's moderators); mute or ban its author (moderators). Wired by event delegation on the
 // message list, so rendering a message only adds the button (render.js). Every action is
 // a REST call; the room's sockets then show the result (message.deleted, kicked …).
 
@@ -39,7 +40,7 @@ async function call(method, url, body = undefined) {
  * `canModerate`: whether the user moderates the room, as the server computed it for the page
  * (the room's `can_moderate` in the REST API); the server still checks every action.
  */
-export function setupMessageMenu({ root, slug, me, canModerate = false }) {
+export function setupMessageMenu({ root, slug, me, canModerate = false, onEdit = () => {} }) {
   if (typeof HTMLElement.prototype.showPopover !== "function") return;
 
   const menu = h("div", { class: "msg-menu", popover: "auto", role: "menu", "aria-label": "Message actions" });
@@ -108,6 +109,16 @@ export function setupMessageMenu({ root, slug, me, canModerate = false }) {
     if (!id || !author) return;
     const mine = author === me;
     const items = [];
+    if (mine) items.push(item("Edit", () => onEdit(node)));
+    items.push(item("Copy link", async () => {
+      const link = new URL(`/rooms/${encodeURIComponent(slug)}/?m=${id}`, location.origin).href;
+      try {
+        await navigator.clipboard.writeText(link);
+        notify("Link copied.");
+      } catch {
+        notify(`Link: ${link}`);
+      }
+    }));
     if (!mine) {
       items.push(item("Report…", () => ask({
         title: `Report ${author}'s message`,
@@ -144,7 +155,6 @@ export function setupMessageMenu({ root, slug, me, canModerate = false }) {
         }), { danger: true }));
       }
     }
-    if (!items.length) return;
     invoker = button;
     button.setAttribute("aria-expanded", "true");
     menu.replaceChildren(...items);
@@ -172,6 +182,8 @@ export function setupMessageMenu({ root, slug, me, canModerate = false }) {
   menu.addEventListener("toggle", (event) => {
     if (event.newState !== "closed" || !invoker) return;
     invoker.setAttribute("aria-expanded", "false");
-    if (invoker.isConnected && !dialog.open) invoker.focus({ preventScroll: true });
+    const lost = menu.contains(document.activeElement) || document.activeElement === document.body;
+    if (invoker.isConnected && !dialog.open && lost) invoker.focus({ preventScroll: true });
   });
+  return notify;
 }

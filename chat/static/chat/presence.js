@@ -29,8 +29,9 @@ function storePref(value) {
 
 export class Presence {
   /** `container` is the toggle button; its aria-controls names the people panel. */
-  constructor({ count, container, typing, me }) {
-    Object.assign(this, { countEl: count, toggle: container, typingEl: typing, me });
+  /** `dmWith`: in a direct message, the other person, whose state the header shows instead of a count. */
+  constructor({ count, container, typing, me, dmWith = null }) {
+    Object.assign(this, { countEl: count, toggle: container, typingEl: typing, me, dmWith });
     this.panel = document.getElementById(container.getAttribute("aria-controls") ?? "");
     this.list = this.panel?.querySelector(".people-list");
     this.note = this.panel?.querySelector(".people-note");
@@ -126,7 +127,8 @@ export class Presence {
   }
 
   #renderOnline() {
-    this.toggle.classList.toggle("has-online", this.known && this.online.size > 0);
+    const someone = this.dmWith ? this.online.has(this.dmWith) : this.online.size > 0;
+    this.toggle.classList.toggle("has-online", this.known && someone);
     if (!this.known) {
       this.countEl.textContent = "…";
       if (this.panelCount) this.panelCount.textContent = "";
@@ -139,9 +141,11 @@ export class Presence {
     const others = [...this.online].filter((name) => name !== this.me).sort((a, b) => a.localeCompare(b));
     const names = this.online.has(this.me) ? [this.me, ...others] : others;
     this.countEl.textContent = `${names.length} online`;
+    // A DM: whether the other person has the chat open anywhere (they join all their rooms).
+    if (this.dmWith) this.countEl.textContent = `${this.dmWith} is ${this.online.has(this.dmWith) ? "online" : "offline"}`;
     if (!this.list) return;
     this.panelCount.textContent = String(names.length);
-    this.note.textContent = others.length ? "" : "Nobody else is here right now.";
+    this.note.textContent = others.length ? "" : this.dmWith ? `${this.dmWith} is offline.` : "Nobody else is here right now.";
     // Move as little as possible: a focused "Message" button must stay focused.
     let cursor = this.list.firstElementChild;
     for (const name of names) {

@@ -63,8 +63,16 @@ export function hue(name) {
   return n;
 }
 
+/** Up to two initials: "ann.lee" → "AL", "bob" → "B". */
+export function initials(username) {
+  const parts = username.split(/[._\-\s]+/u).filter(Boolean);
+  const first = [...(parts[0] ?? "?")][0];
+  const second = parts.length > 1 ? [...parts[1]][0] : "";
+  return (first + second).toUpperCase();
+}
+
 export function avatar(username, className = "avatar") {
-  const node = h("span", { class: className, "aria-hidden": "true" }, (username[0] || "?").toUpperCase());
+  const node = h("span", { class: className, "aria-hidden": "true" }, initials(username));
   node.style.setProperty("--hue", String(hue(username)));
   return node;
 }
@@ -149,5 +157,7 @@ export function regroup(node) {
 /** Give the header's avatar the same colour the user's messages have. */
 export function paintAccountAvatar() {
   const node = document.querySelector(".account .avatar");
-  if (node) node.style.setProperty("--hue", String(hue(document.body.dataset.username ?? "")));
+  if (!node) return;
+  node.style.setProperty("--hue", String(hue(document.body.dataset.username ?? "")));
+  node.textContent = initials(document.body.dataset.username || "?");
 }

@@ -1,13 +1,22 @@
 // The room page: wires the socket, the timeline, the outbox and the composer together.
 // Start-up order matters: history over REST first, then `join` with `since` = the newest
 // seq in that history, so the replay covers exactly the gap: nothing missed, nothing twice.
+// Where the page opens: at a permalink's message (?m=<id>), else at the "new messages"
+// line when there is unread, else at the bottom. The same socket also joins the user's
+// other rooms for the live room list (badges.js).
 
 import { fetchHistory } from "./api.js";
-import { watchUnreadBadges } from "./badges.js";
+import { RoomList } from "./badges.js";
 import { setupComposer } from "./composer.js";
+import { dmPartner } from "./dm.js";
+import { setupDrawer } from "./drawer.js";
+import { setupEditor } from "./editor.js";
+import { setupRovingFocus } from "./keys.js";
 import { Outbox } from "./outbox.js";
 import { Presence } from "./presence.js";
 import { h, paintAccountAvatar } from "./render.js";
+import { setupRoomTools } from "./rooms.js";
+import { setupSearch } from "./search.js";
 import { ChatSocket } from "./socket.js";
 import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
@@ -19,8 +28,13 @@ import { setupUserCards } from "./usercard.js";
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
 const slug = chat.dataset.roomSlug;
-const roomName = chat.dataset.roomName;
 const me = document.body.dataset.username;
+const dmWith = chat.dataset.dm === "true" ? dmPartner(chat.dataset.roomName, me) : null;
+const roomName = dmWith ?? chat.dataset.roomName;
+const readSeq = chat.dataset.readSeq === "" ? null : Number(chat.dataset.readSeq);
+const focus = chat.dataset.focusId ? { id: Number(chat.dataset.focusId), seq: Number(chat.dataset.focusSeq) } : null;
+const PAGE_FROM = 200; // messages per page when loading forward from a position
+const PAGES_FROM = 10; // … at most this many pages; further back, the page opens at the bottom
 const banner = $("banner");
 const historyStatus = $("history-status");
 const pageTitle = document.title;
@@ -38,10 +52,11 @@ const timeline = new Timeline({
   onNearTop: () => loadOlder(),
   onPinned: (pinned) => pinned && markRead(),
 });
-const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me });
+const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
 const socket = new ChatSocket({ onFrame, onStatus });
 const threads = setupThreads({ chat, slug, me, socket, timeline });
 setupReactions({ me, socket });
+const roomList = new RoomList({ socket, me, current: slug });
 const outbox = new Outbox({ room: slug, socket, timeline });
 const composer = setupComposer({
   form: $("composer"),
@@ -70,7 +85,56 @@ function showHistoryStatus(text, retry = null) {
 }
 
 function showHistoryEdge() {
-  showHistoryStatus(history.hasMoreBefore ? "" : `This is the very beginning of ${roomName}.`);
+  const start = dmWith ? `This is the beginning of your conversation with ${dmWith}.` : `This is the very beginning of ${roomName}.`;
+  showHistoryStatus(history.hasMoreBefore ? "" : start);
+}
+
+/**
+ * Load from just before `seq` up to the newest message, contiguously (so `join` with
+ * `since` covers the rest); returns the highest seq loaded, or null when it is too far back
+ * (or history is unavailable) and the caller should open at the bottom instead.
+ */
+async function loadFrom(seq) {
+  history.loading = true;
+  showHistoryStatus("Loading messages…");
+  let after = Math.max(0, seq - 10);
+  let newest = 0;
+  try {
+    for (let i = 0; i < PAGES_FROM; i++) {
+      const page = await fetchHistory(slug, { after, limit: PAGE_FROM });
+      if (i === 0) history.hasMoreBefore = Boolean(page.has_more_before);
+      timeline.addHistory(page.results);
+      newest = page.results.reduce((max, m) => Math.max(max, m.seq), newest);
+      if (!page.has_more_after || !page.results.length) {
+        history.ok = true;
+        showHistoryEdge();
+        return newest;
+      }
+      after = newest;
+    }
+  } catch (error) {
+    console.info("chat: history from a position unavailable", error);
+  } finally {
+    history.loading = false;
+  }
+  timeline.clear();
+  return null;
+}
+
+/** Show message `id` (already loaded): scrolled to, highlighted, focused. */
+function highlight(node) {
+  timeline.scrollToNode(node);
+  node.classList.remove("highlight");
+  void node.offsetWidth; // restart the animation when the same message is shown again
+  node.classList.add("highlight");
+  roving.activate(node);
+}
+
+/** Open a message in context: here if it is loaded, else the room page at its permalink. */
+function openMessage(msg) {
+  const node = timeline.node(msg.id);
+  if (node) highlight(node);
+  else location.assign(`/rooms/${encodeURIComponent(slug)}/?m=${msg.id}`);
 }
 
 /** Load the newest page; returns the highest seq in it, or null when history is unavailable. */
@@ -125,12 +189,28 @@ async function resync() {
   await loadLatest();
 }
 
-// Read positions let other tabs and the rooms list drop their unread counts.
+// The newest seq the reader has seen: all of it at the bottom, else the newest message
+// whose end is on screen.
+function seenSeq() {
+  if (timeline.atBottom) return socket.lastSeq(slug);
+  const box = timeline.scroller.getBoundingClientRect();
+  let seen = null;
+  for (const node of timeline.list.children) {
+    if (!node.dataset.seq) continue;
+    const { bottom } = node.getBoundingClientRect();
+    if (bottom > box.bottom) break;
+    if (bottom > box.top) seen = Number(node.dataset.seq);
+  }
+  return seen;
+}
+
+// Read positions let other tabs and the rooms list drop their unread counts. They move
+// only while the page is visible, and only over what was on screen.
 function markRead() {
   clearTimeout(readTimer);
   readTimer = setTimeout(() => {
-    const seq = socket.lastSeq(slug);
-    if (document.hidden || !timeline.pinned || !socket.isJoined(slug) || seq === null || seq <= readSent) return;
+    const seq = seenSeq();
+    if (document.hidden || !socket.isJoined(slug) || seq === null || seq <= readSent) return;
     if (socket.send({ type: "read", room: slug, seq })) readSent = seq;
   }, 800);
 }
@@ -142,6 +222,7 @@ function noteUnseen(msg) {
 }
 
 function onFrame(frame) {
+  if (roomList.onFrame(frame)) return; // about another room of the list
   if (threads.onFrame(frame)) return; // replies, reactions and the thread panel (thread.js)
   switch (frame.type) {
     case "joined":
@@ -190,8 +271,7 @@ function onFrame(frame) {
       }
       break;
     case "read": // another tab of ours read a room: its badge (or our own read position) moves
-      if (frame.room === slug) readSent = Math.max(readSent, frame.seq);
-      else refreshBadges();
+      readSent = Math.max(readSent, frame.seq);
       break;
     default:
       break; // pong, left: nothing to show
@@ -201,7 +281,6 @@ function onFrame(frame) {
 function onStatus(status) {
   if (status === "live") {
     banner.hidden = true;
-    refreshBadges();
     return;
   }
   outbox.disconnected();
@@ -226,14 +305,61 @@ document.addEventListener("visibilitychange", () => {
 });
 
 paintAccountAvatar();
-// On phones the rooms are a horizontal strip; make sure the current one is visible.
-document.querySelector(".room-nav [aria-current]")?.scrollIntoView({ block: "nearest", inline: "nearest" });
 startTicker(chat);
-const refreshBadges = watchUnreadBadges({ skip: slug });
+setupDrawer({ button: $("drawer-button"), drawer: $("rooms-nav") });
+const input = $("composer-input");
+const editor = setupEditor({ timeline, composer: input, me });
+const roving = setupRovingFocus({
+  list: $("messages"),
+  composer: input,
+  onEnter: (node) => {
+    const button = node.querySelector(".msg-menu-button");
+    button?.click();
+    return Boolean(button);
+  },
+});
 setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnline(username) });
-setupMessageMenu({ root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true" });
+const notify = setupMessageMenu({
+  root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true", onEdit: (node) => editor.start(node),
+});
+setupSearch({
+  form: $("search"), input: $("search-input"), panel: $("search-results"), slug, roomLabel: () => (dmWith ? `@${dmWith}` : `#${roomName}`),
+  onOpen: openMessage,
+});
+setupRoomTools({
+  slug,
+  notify: (text) => notify?.(text),
+  onTopic: (topic) => {
+    const line = $("room-topic");
+    line.textContent = topic;
+    line.hidden = !topic;
+  },
+});
+timeline.scroller.addEventListener("scroll", () => markRead(), { passive: true });
+roomList.start();
+input.focus();
 
 socket.connect(); // the handshake overlaps the history request
-const since = await loadLatest();
+const roomSeq = Number(document.querySelector(`.sidebar [data-room="${CSS.escape(slug)}"]`)?.dataset.seq ?? 0);
+let since = null;
+let at = null; // the element to open at
+if (focus) {
+  since = await loadFrom(focus.seq);
+  at = since !== null ? timeline.node(focus.id) : null;
+} else if (readSeq !== null && readSeq < roomSeq) {
+  since = await loadLatest();
+  // The first unread isn't in the newest page: load forward from the read position instead.
+  if (since !== null && history.hasMoreBefore && (timeline.oldestSeq ?? 0) > readSeq + 1) {
+    timeline.clear();
+    since = await loadFrom(readSeq);
+  }
+}
+if (since === null) since = await loadLatest();
+if (readSeq !== null) {
+  const line = timeline.markUnread(readSeq);
+  if (line && !at) timeline.scrollToNode(line, { start: true });
+}
+if (at) highlight(at);
 socket.join(slug, since);
+markRead();
 if (history.hasMoreBefore && timeline.scroller.scrollHeight <= timeline.scroller.clientHeight) loadOlder();

@@ -1,8 +1,10 @@
 // The message list: one element per message id, kept in seq order, with pending
 // messages (not yet acknowledged) always last. Owns scrolling: follows new messages
-// while the reader is at the bottom, otherwise shows the "new messages" pill.
+// while the reader is at the bottom; scrolled up, a "jump to latest" button shows, with
+// the count of messages that arrived meanwhile. Marks the first unread message with the
+// "new messages" line.
 
-import { regroup, renderMessage } from "./render.js";
+import { h, regroup, renderMessage } from "./render.js";
 
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 300;
@@ -18,6 +20,8 @@ export class Timeline {
     this.live = new Map(); // id → MESSAGE
     this.removedBy = new Map(); // id → "author" | "moderator", for deletions of messages not loaded yet
     this.pinned = true;
+    this.newCount = 0;
+    this.unreadNode = null;
 
     scroller.addEventListener("scroll", () => this.#onScroll(), { passive: true });
     pill.addEventListener("click", () => this.scrollToBottom({ smooth: true }));
@@ -41,8 +45,50 @@ export class Timeline {
     // A long smooth scroll takes seconds; jump most of the way and animate the rest.
     if (smooth && s.scrollHeight - s.scrollTop > 3 * s.clientHeight) s.scrollTop = s.scrollHeight - 2 * s.clientHeight;
     s.scrollTo({ top: s.scrollHeight, behavior: smooth ? "smooth" : "instant" });
+    this.#setNew(0);
     this.pill.hidden = true;
     this.#setPinned(true);
+  }
+
+  /** The MESSAGE as shown for `id`, or undefined. */
+  message(id) {
+    return this.shown.get(id);
+  }
+
+  /** The element of message `id`, if loaded. */
+  node(id) {
+    return this.nodes.get(id) ?? null;
+  }
+
+  /** The reader's newest message that may be edited (confirmed, not deleted). */
+  lastOwn() {
+    const mine = this.list.querySelectorAll(":scope > .msg.mine[data-id]:not(.deleted):not(.pending)");
+    return mine[mine.length - 1] ?? null;
+  }
+
+  /** Scroll `node` into the middle of the view (or its top edge near the top: `start`). */
+  scrollToNode(node, { start = false } = {}) {
+    const s = this.scroller;
+    const top = s.scrollTop + node.getBoundingClientRect().top - s.getBoundingClientRect().top;
+    s.scrollTop = start ? top - 16 : top - (s.clientHeight - node.offsetHeight) / 2;
+    const pinned = this.atBottom;
+    this.pill.hidden = pinned;
+    this.#setPinned(pinned);
+  }
+
+  /** Draw the "new messages" line above the first message after `readSeq` by someone else. */
+  markUnread(readSeq) {
+    this.unreadNode?.classList.remove("first-unread");
+    this.unreadNode?.querySelector(".unread-line")?.remove();
+    this.unreadNode = null;
+    for (const node of this.list.children) {
+      if (!node.dataset.seq || Number(node.dataset.seq) <= readSeq || node.dataset.author === this.me) continue;
+      this.unreadNode = node;
+      node.classList.add("first-unread");
+      this.#decorate(node);
+      break;
+    }
+    return this.unreadNode;
   }
 
   /** A `message` event. `adopt` is this tab's pending element for it, if any. */
@@ -161,6 +207,21 @@ export class Timeline {
     this.shown.set(msg.id, msg);
     renderMessage(node, msg, this.me);
     regroup(node);
+    this.#decorate(node);
+  }
+
+  #decorate(node) {
+    if (node !== this.unreadNode || node.querySelector(".unread-line")) return;
+    const line = h("div", { class: "unread-line", role: "separator", "aria-label": "New messages" }, h("span", {}, "New messages"));
+    const divider = node.firstElementChild?.classList.contains("day-divider") ? node.firstElementChild : null;
+    if (divider) divider.after(line);
+    else node.prepend(line);
+  }
+
+  #setNew(count) {
+    this.newCount = count;
+    this.pill.querySelector(".new-pill-text").textContent = count > 0
+      ? `${count} new message${count === 1 ? "" : "s"}` : "Jump to latest";
   }
 
   // Insert (or move) `node` after the last confirmed message with a lower seq.
@@ -182,7 +243,10 @@ export class Timeline {
     const follow = this.atBottom;
     change();
     if (follow) this.scrollToBottom();
-    else if (notify) this.pill.hidden = false;
+    else if (notify) {
+      this.#setNew(this.newCount + 1);
+      this.pill.hidden = false;
+    }
   }
 
   #keepOffset(change) {
@@ -201,7 +265,9 @@ export class Timeline {
   #onScroll() {
     const pinned = this.atBottom;
     this.#setPinned(pinned);
-    if (pinned) this.pill.hidden = true;
+    // Scrolled up by hand: a way back down, whether or not anything new arrived.
+    this.pill.hidden = pinned;
+    if (pinned) this.#setNew(0);
     if (this.scroller.scrollTop < NEAR_TOP_PX) this.onNearTop();
   }
 }

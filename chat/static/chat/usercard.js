@@ -28,7 +28,7 @@ export function setupUserCards({ root, me, isOnline = () => false }) {
         h("div", {},
           h("p", { class: "user-card-name" }, username),
           h("p", { class: `user-card-state${online ? " is-online" : ""}` },
-            h("span", { class: "online-dot", "aria-hidden": "true" }), online ? "Online in this room" : "Not in this room right now"))),
+            h("span", { class: "online-dot", "aria-hidden": "true" }), online ? "Online" : "Offline"))),
       messageButton(username, { text: `Message ${username}`, className: "btn btn-primary btn-block", status }),
       status,
     );

@@ -1,0 +1,83 @@
+"""Rooms in the page (rooms.js): create a room, browse and join public rooms, set the topic,
+add someone to a private room; the one added sees the room appear in their list at once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from chat.models import Membership, Room
+from tests.browser.conftest import Browsing, in_db_thread
+from tests.browser.test_page import open_room
+from tests.factories import make_room
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_create_a_private_room_set_its_topic_and_add_someone(browsing: Browsing, general, user, other, ann_cookie, bob_cookie):
+    ann = browsing.page(session=ann_cookie)
+    bob = browsing.page(session=bob_cookie)
+    open_room(ann)
+    open_room(bob)
+    assert ann.get_by_role("button", name="Set topic").count() == 0  # not a moderator of general
+
+    ann.get_by_role("button", name="New room").click()
+    dialog = ann.get_by_role("dialog", name="Create a room")
+    dialog.get_by_label("Name").fill("Launch Plans")
+    expect(dialog.get_by_label("Address")).to_have_value("launch-plans")
+    dialog.get_by_label("Private").check()
+    dialog.get_by_role("button", name="Create").click()
+    expect(ann).to_have_url(re.compile(r"/rooms/launch-plans/$"))
+    expect(ann.locator("#banner")).to_be_hidden()
+    expect(ann.locator("#room-title")).to_have_text("Launch Plans")
+    room = in_db_thread(lambda: Room.objects.get(slug="launch-plans"))
+    assert room.private and room.owner_id == user.pk
+
+    ann.get_by_role("button", name="Set topic").click()
+    topic = ann.get_by_role("dialog", name="Set the topic")
+    topic.get_by_label("Topic").fill("Ship it on Friday")
+    topic.get_by_role("button", name="Save").click()
+    expect(ann.locator("#room-topic")).to_have_text("Ship it on Friday")
+    assert in_db_thread(lambda: Room.objects.get(slug="launch-plans").topic) == "Ship it on Friday"
+
+    # bob does not see the private room until ann adds him; then it appears in his list live.
+    expect(bob.locator('.sidebar [data-room="launch-plans"]')).to_have_count(0)
+    ann.get_by_role("button", name="Add people").click()
+    add = ann.get_by_role("dialog", name="Add people to this private room")
+    add.get_by_label("Username").fill("nobody-here")
+    add.get_by_role("button", name="Add").click()
+    expect(add.get_by_role("alert")).to_contain_text("No such user")
+    add.get_by_label("Username").fill("bob")
+    add.get_by_role("button", name="Add").click()
+    expect(add).to_be_hidden()
+    expect(ann.get_by_role("status").filter(has_text="bob was added")).to_be_visible()
+    expect(bob.locator('.sidebar [data-room="launch-plans"] .room-label')).to_have_text("Launch Plans")
+    assert in_db_thread(lambda: Membership.objects.filter(room__slug="launch-plans", user=other).exists())
+    bob.locator('.sidebar [data-room="launch-plans"] a').click()
+    expect(bob.locator("#room-topic")).to_have_text("Ship it on Friday")
+    assert browsing.page_errors == []
+
+
+def test_browse_public_rooms_and_join_one(browsing: Browsing, general, user, other, ann_cookie):
+    make_room(owner=other, slug="design")
+    make_room(owner=other, slug="hidden", private=True)
+    ann = browsing.page(session=ann_cookie)
+    ann.goto("/")
+    ann.get_by_role("button", name="Browse rooms").click()
+    dialog = ann.get_by_role("dialog", name="Browse rooms")
+    expect(dialog.locator(".browse-name")).to_have_text(["#design", "#General"])  # never a private room
+    dialog.get_by_role("link", name="Join design").click()
+    expect(ann).to_have_url(re.compile(r"/rooms/design/$"))
+    expect(ann.locator("#banner")).to_be_hidden()
+    assert in_db_thread(lambda: Membership.objects.filter(room__slug="design", user=user).exists())
+
+    # A taken address is refused in the dialog, with the reason.
+    ann.get_by_role("button", name="New room").click()
+    create = ann.get_by_role("dialog", name="Create a room")
+    create.get_by_label("Name").fill("design")
+    create.get_by_role("button", name="Create").click()
+    expect(create.get_by_role("alert")).to_contain_text("taken")
+    expect(ann).to_have_url(re.compile(r"/rooms/design/$"))
+    assert browsing.page_errors == []
