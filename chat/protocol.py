@@ -195,6 +195,8 @@ def parse_frame(text: str | None) -> dict[str, Any]:
             raise ChatError(BAD_FRAME, f"`{name}` is missing or not {kind_name}.", ref=ref)
     if kind == JOIN and frame.get("since") is not None and not _is_int(frame["since"]):
         raise ChatError(BAD_FRAME, f"`since` must be an integer in 0..{MAX_INT}.", ref=ref)
+    if kind == SEND and not isinstance(frame.get("attachments", []), list):
+        raise ChatError(BAD_FRAME, "`attachments` must be a list of upload ids.", ref=ref)
     if kind == LEAVE and not text_storable(frame["room"]):
         # `left` echoes the room: refuse what the reply could not carry.
         raise ChatError(BAD_FRAME, "`room` must not contain NUL characters or lone surrogates.", ref=ref)
@@ -240,7 +242,44 @@ def message_payload(message) -> MessageShape:
         "created_at": timestamp(message.created_at),
         "edited_at": timestamp(message.edited_at),
         "deleted": message.deleted,
+        "attachments": message_attachments(message),
     }
+
+
+# Where files are served (chat/api/uploads.py file_view; chatproject/urls.py).
+FILES_URL = "/files/"
+
+
+def attachment_payload(attachment) -> AttachmentShape:
+    """Return ATTACHMENT (PROTOCOL.md 8): an upload as the upload answer and MESSAGE carry it."""
+    url = f"{FILES_URL}{attachment.pk}/"
+    return {
+        "id": attachment.pk,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "url": url,
+        "thumbnail_url": f"{url}thumbnail/" if attachment.thumbnail else None,
+        "width": attachment.width,
+        "height": attachment.height,
+    }
+
+
+# The attribute holding a message's attachments where they were loaded with it: selectors
+# prefetch them to it (Prefetch(to_attr=…)), services.attachments.attach() sets it on new posts.
+LOADED_ATTACHMENTS = "loaded_attachments"
+
+
+def message_attachments(message) -> list[AttachmentShape]:
+    """MESSAGE.attachments: none for a deleted message, else ``message.loaded_attachments``
+    where they were loaded with the message (no query), else ``message.attachments.all()``
+    (one query: a single message, after an edit or a restore)."""
+    if message.deleted:
+        return []
+    rows = getattr(message, LOADED_ATTACHMENTS, None)
+    if rows is None:
+        rows = message.attachments.all()
+    return [attachment_payload(a) for a in rows]
 
 
 @dataclass(frozen=True)
@@ -282,8 +321,21 @@ class Author(TypedDict):
     username: str
 
 
+class AttachmentShape(TypedDict):
+    """ATTACHMENT of PROTOCOL.md 8 (see attachment_payload())."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+
+
 class MessageShape(TypedDict):
-    """MESSAGE of PROTOCOL.md 3.2, as far as sections 3-5 define it (see message_payload())."""
+    """MESSAGE of PROTOCOL.md 3.2, as far as sections 3-5 and 8 define it (see message_payload())."""
 
     id: int
     room: str
@@ -294,6 +346,7 @@ class MessageShape(TypedDict):
     created_at: str | None
     edited_at: str | None
     deleted: bool
+    attachments: list[AttachmentShape]
 
 
 class MessageFrame(TypedDict):

@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Case, Count, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from . import protocol
-from .models import Membership, Message, Room, RoomEvent
+from .models import Attachment, Membership, Message, Room, RoomEvent
 from .protocol import EVENTS_KEPT
 
 
@@ -34,6 +34,7 @@ def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEv
     events = (
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
         .select_related("message__room", "message__author")
+        .prefetch_related(Prefetch("message__attachments", to_attr=protocol.LOADED_ATTACHMENTS))
         .order_by("seq")
     )
     return [protocol.event_frame(kind=e.kind, seq=e.seq, message=e.message, by=e.by) for e in events]
@@ -155,19 +156,30 @@ def message_history(
     if before is not None and after is not None:
         raise ValueError("before and after are exclusive")
     messages = Message.objects.filter(room=room)
+    attachments = Prefetch("attachments", to_attr=protocol.LOADED_ATTACHMENTS)
     if q and q.strip():
         messages = _matching(messages, q)
     if after is not None:
-        rows = list(messages.filter(seq__gt=after).select_related("author").order_by("seq")[: limit + 1])
+        rows = list(messages.filter(seq__gt=after).select_related("author").prefetch_related(attachments).order_by("seq")[: limit + 1])
         has_more_after = len(rows) > limit
         rows = rows[:limit]
         has_more_before = messages.filter(seq__lte=after).exists()
     else:
         window = messages if before is None else messages.filter(seq__lt=before)
-        rows = list(window.select_related("author").order_by("-seq")[: limit + 1])
+        rows = list(window.select_related("author").prefetch_related(attachments).order_by("-seq")[: limit + 1])
         has_more_before = len(rows) > limit
         rows = rows[:limit][::-1]
         has_more_after = before is not None and messages.filter(seq__gte=before).exists()
     for message in rows:
         message.room = room  # message_payload reads room.slug; spare the join
     return HistoryPage(messages=rows, has_more_before=has_more_before, has_more_after=has_more_after)
+
+
+# --- attachments (PROTOCOL.md 8) ------------------------------------------------------
+
+
+def attachment_get(*, attachment_id: str) -> Attachment | None:
+    """The attachment with this id and its message (None if there is none)."""
+    if not (0 < len(attachment_id) <= 32 and attachment_id.isascii()):
+        return None
+    return Attachment.objects.select_related("message").filter(pk=attachment_id).first()

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from chat import protocol, services
-from chat.models import Message
+from chat.models import Attachment, Message
 from tests.factories import make_room, make_user
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +45,10 @@ STR, INT, BOOL, NUMBER = str, int, bool, (int, float)
 NULLABLE_TIME = ("time", None)
 REF = Sometimes(STR)
 
+ATTACHMENT = {
+    "id": STR, "name": STR, "size": INT, "content_type": STR, "url": STR,
+    "thumbnail_url": (STR, None), "width": (INT, None), "height": (INT, None),
+}
 AUTHOR = {"id": INT, "username": STR, "bot": Later(BOOL)}
 MESSAGE = {
     "id": INT,
@@ -62,7 +66,7 @@ MESSAGE = {
     "last_reply_at": Later(NULLABLE_TIME),
     "reactions": Later(list),
     "mentions": Later(list),
-    "attachments": Later(list),
+    "attachments": [ATTACHMENT],
 }
 ERROR_CODES = OneOf(
     "bad_json", "bad_frame", "too_large", "invalid", "not_found", "not_joined", "forbidden", "muted",
@@ -128,7 +132,16 @@ def check(frame_type: str, frame) -> dict:
 def message() -> Message:
     ann = make_user("ann")
     room = make_room(owner=ann, slug="general2")
-    stored, _ = services.message_post(room=room, author=ann, body="hi all", client_id="c-1")
+    uploads = [
+        Attachment.objects.create(uploader=ann, room=room, name="cat.png", size=9, file="attachments/a/a",
+                                  content_type="image/png", width=4, height=3, thumbnail="thumbnails/a/a",
+                                  thumbnail_type="image/webp"),
+        Attachment.objects.create(uploader=ann, room=room, name="plan.pdf", size=9, file="attachments/b/b",
+                                  content_type="application/pdf"),
+    ]
+    stored, _ = services.message_post(
+        room=room, author=ann, body="hi all", client_id="c-1", attachments=[u.pk for u in uploads]
+    )
     return Message.objects.select_related("room", "author").get(pk=stored.pk)
 
 
@@ -186,7 +199,14 @@ def test_room_events_are_encoded_as_3_2_with_the_message_state(message):
 def test_a_deleted_message_is_sent_with_an_empty_body(message):
     message.deleted = True
     wire = check(protocol.MESSAGE_EDITED, protocol.message_edited_frame(seq=4, message=message))
-    assert (wire["message"]["deleted"], wire["message"]["body"]) == (True, "")
+    assert (wire["message"]["deleted"], wire["message"]["body"], wire["message"]["attachments"]) == (True, "", [])
+
+
+def test_message_carries_its_attachments_in_order(message):
+    wire = check(protocol.MESSAGE, protocol.message_frame(seq=1, message=message))
+    assert [(a["name"], a["thumbnail_url"] is not None) for a in wire["message"]["attachments"]] == [
+        ("cat.png", True), ("plan.pdf", False)
+    ]
 
 
 def test_the_checker_refuses_a_frame_off_the_protocol():

@@ -13,6 +13,25 @@ from .. import protocol
 
 MAX_ID = 2**63 - 1  # ids and seqs are 64-bit
 
+ATTACHMENT_SCHEMA = {
+    "type": "object",
+    "description": "ATTACHMENT, an uploaded file (docs/protocol.md, Attachments). `content_type` comes from "
+    "the bytes; images (PNG, JPEG, GIF, WebP) have `width`, `height` and a thumbnail of at most 400x400.",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string", "description": "The uploaded name, cleaned; never a path."},
+        "size": {"type": "integer", "format": "int64", "description": "Bytes."},
+        "content_type": {"type": "string"},
+        "url": {"type": "string", "description": "`/files/<id>/`: served to those who may see the message's room."},
+        "thumbnail_url": {"type": "string", "nullable": True},
+        "width": {"type": "integer", "nullable": True},
+        "height": {"type": "integer", "nullable": True},
+    },
+    "required": ["id", "name", "size", "content_type", "url", "thumbnail_url", "width", "height"],
+    "additionalProperties": False,
+}
+ATTACHMENT = {"$ref": "#/components/schemas/Attachment"}
+
 MESSAGE_SCHEMA = {
     "type": "object",
     "description": "MESSAGE, the one JSON shape of a message (docs/protocol.md, MESSAGE). "
@@ -32,8 +51,9 @@ MESSAGE_SCHEMA = {
         "created_at": {"type": "string", "format": "date-time"},
         "edited_at": {"type": "string", "format": "date-time", "nullable": True},
         "deleted": {"type": "boolean"},
+        "attachments": {"type": "array", "items": ATTACHMENT, "description": "Empty for a deleted message."},
     },
-    "required": ["id", "room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted"],
+    "required": ["id", "room", "seq", "author", "body", "client_id", "created_at", "edited_at", "deleted", "attachments"],
     "additionalProperties": False,
 }
 
@@ -100,12 +120,49 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     return {status: OpenApiResponse(ERROR, description=_ERROR_TEXT[status]) for status in statuses}
 
 
+def _error_responses(*statuses: int) -> dict:
+    return {str(s): {"description": _ERROR_TEXT[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
+
+
+# The upload view is an async Django view (chat/api/uploads.py), not a DRF view: described here.
+UPLOAD_OPERATION = {
+    "post": {
+        "operationId": "rooms_uploads_create",
+        "description": "Store a file for the caller in the room (multipart field `file`); post it with "
+        "`attachments` on a message. Over CHAT_MAX_UPLOAD: 413 `too_large`, nothing stored. "
+        "Counts against CHAT_UPLOAD_RATE. Never posted, it is removed after 24 hours.",
+        "tags": ["rooms"],
+        "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                }
+            },
+        },
+        "responses": {
+            "201": {"description": "Stored.", "content": {"application/json": {"schema": ATTACHMENT}}},
+            "413": {"description": "Over CHAT_MAX_UPLOAD (`too_large`).", "content": {"application/json": {"schema": ERROR}}},
+            **_error_responses(*COMMON),
+        },
+        "security": [{"tokenAuth": []}, {"cookieAuth": []}],
+    }
+}
+
+
 def add_components(result, generator, request, public):
     """Postprocessing hook: add Message and Error to the document's components."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Message"] = MESSAGE_SCHEMA
     schemas["Error"] = ERROR_SCHEMA
     schemas["HistoryPage"] = HISTORY_PAGE_SCHEMA
+    schemas["Attachment"] = ATTACHMENT_SCHEMA
+    result.setdefault("paths", {})["/api/v1/rooms/{slug}/uploads/"] = UPLOAD_OPERATION
     # Every operation that takes a body answers a body it cannot parse with 415.
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

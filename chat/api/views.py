@@ -278,7 +278,8 @@ class RoomMessagesView(APIView):
         data = _valid(s.MessagePostSerializer, request.data)
         services.room_join(access=access, user=request.user)
         message, created = services.message_post(
-            room=access.room, author=request.user, body=data["body"], client_id=data["client_id"]
+            room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
+            attachments=data["attachments"],
         )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from .. import protocol, realtime, rules
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
+from . import attachments
 from .log import log_message_delete
 
 _PRUNE_EVERY = 100
@@ -29,10 +30,11 @@ _PRUNE_EVERY = 100
 # --- validation -----------------------------------------------------------------------
 
 
-def validate_body(body: str) -> str:
-    """Return ``body`` trimmed, or raise invalid (empty, too long, NUL or lone surrogates)."""
+def validate_body(body: str, *, allow_empty: bool = False) -> str:
+    """Return ``body`` trimmed, or raise invalid (empty unless ``allow_empty``, as for a
+    message with attachments; too long; NUL or lone surrogates)."""
     body = protocol.validate_text(body, field="body").strip()
-    if not body:
+    if not body and not allow_empty:
         raise ChatError(protocol.INVALID, "The message is empty.")
     if len(body) > Message.MAX_BODY:
         raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
@@ -167,19 +169,23 @@ class Post:
     body: str
     client_id: str
     door: rules.Door = rules.Door.SOCKET  # the group commit (chat.batching) is the socket's
+    attachments: tuple = ()  # upload ids (PROTOCOL.md 8), checked by attachments.claim()
 
 
 
 PostResult = tuple[Message, bool] | ChatError
 
 
-def message_post(*, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API) -> tuple[Message, bool]:
+def message_post(
+    *, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API, attachments: Sequence[str] = ()
+) -> tuple[Message, bool]:
     """Store a message and broadcast it; return (message, created).
 
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
-    result = message_post_many([Post(room=room, author=author, body=body, client_id=client_id, door=door)])[0]
+    post = Post(room=room, author=author, body=body, client_id=client_id, door=door, attachments=tuple(attachments))
+    result = message_post_many([post])[0]
     if isinstance(result, ChatError):
         raise result
     return result
@@ -227,6 +233,7 @@ def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -
     first_index: dict[tuple[int, str], int] = {}
     queued: dict[int, int] = {}
     accepted: list[tuple[int, Room, str]] = []
+    uploads, claimed = attachments.uploads_locked(posts), set()
     for i, post in enumerate(posts):
         if results[i] is not None:
             continue
@@ -240,9 +247,10 @@ def _judge_and_store(posts, results, existing, accesses, *, rate, recent, now) -
         try:
             # PROTOCOL.md 3.4's order: permissions, then the body, then the rate.
             room = rules.check_post(accesses.get((post.room.pk, post.author.pk, post.door))).room
-            body = validate_body(post.body)
+            body = validate_body(post.body, allow_empty=bool(post.attachments))
             if rate is not None:
                 check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
+            attachments.claim(post, uploads, claimed)
         except ChatError as error:
             results[i] = error
             continue
@@ -306,6 +314,7 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -
                 post = posts[i]
                 stored[i] = Message(room=room, author=post.author, seq=seq, body=body, client_id=post.client_id)
         messages = Message.objects.bulk_create(list(stored.values()))
+        attachments.attach(posts, stored)
         RoomEvent.objects.bulk_create(
             [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
         )
@@ -373,6 +382,7 @@ def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, 
         seq = _next_seq(message.room_id)
         message.deleted = True
         message.save(update_fields=["deleted"])
+        attachments.hide(message)
         _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
         if by == RoomEvent.By.MODERATOR:
             log_message_delete(actor=user, message=message, reason=reason)
