@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from bench import uploads_memory
 from harness import Nginx, nginx_binary
 from tests.conftest import redis_url
 from tests.factories import make_room, make_token, make_user
@@ -113,4 +114,24 @@ def test_files_are_sent_by_nginx_to_members_and_404_to_others(tmp_path, media_ro
         assert request(f"{server.http}{picture['url']}", token=ann_token)[1]["X-Accel-Redirect"].startswith("/_files/")
     finally:
         nginx.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_2_gb_upload_is_413_without_the_server_growing_or_storing(tmp_path, media_root, chunked):
+    ann = make_user("ann")
+    make_room(owner=ann, slug="bench")
+    token = make_token(ann)
+    env = {"CHAT_MEDIA_ROOT": str(media_root), "CHAT_UPLOAD_RATE": "0"}
+    server = start_server(redis_url=redis_url(), log_dir=tmp_path, extra_env=env)
+    try:
+        uploads_memory.send_upload(server.port, token, 1000, chunked=False)  # warm
+        before = uploads_memory.status_kib(server.pid, "VmHWM")
+        result = uploads_memory.send_upload(server.port, token, 2 * 1024**3, chunked=chunked)
+        grew_mib = (uploads_memory.status_kib(server.pid, "VmHWM") - before) / 1024
+        assert result["status"] == 413
+        assert result["sent"] < 64 * 1024**2  # refused near the 25 MiB cap, not after 2 GB
+        assert grew_mib < 5, grew_mib
+        assert [p for p in media_root.rglob("*") if p.is_file() and p.stat().st_size > 1000] == []
+    finally:
         server.stop()
