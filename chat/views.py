@@ -4,6 +4,7 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -28,7 +29,8 @@ def room(request, slug):
         raise Http404("No such room.")
     rooms = selectors.rooms_visible_to(user=request.user).order_by("slug")
     # The page learns the caller's rights here (the menu offers moderation only to moderators).
-    return render(request, "chat/room.html", {"room": access.room, "access": access, "rooms": rooms})
+    context = {"room": access.room, "access": access, "rooms": rooms, "max_upload": settings.CHAT_MAX_UPLOAD}
+    return render(request, "chat/room.html", context)
 
 
 def signup(request):

@@ -1,6 +1,7 @@
 // Builds message elements. Every piece of user text enters the DOM as a text node:
 // never innerHTML, so a message can't inject markup.
 
+import { attachmentsElement } from "./attachments.js";
 import { absolute, clock, dayKey, dayLabel, timeElement } from "./time.js";
 
 const GROUP_GAP_MS = 5 * 60_000;
@@ -98,7 +99,7 @@ export function renderMessage(node, msg, me) {
     " ", timeElement(ts, "msg-time"));
   const row = h("div", { class: "msg-row" },
     h("div", { class: "msg-gutter" }, avatar(username), clockEl),
-    h("div", { class: "msg-main" }, head, body),
+    h("div", { class: "msg-main" }, head, body, attachmentsElement(msg)),
     // Report, delete, mute, ban (msgmenu.js, by event delegation); not on pending or deleted ones.
     msg.id != null && !msg.deleted
       ? h("button", { type: "button", class: "msg-menu-button", "aria-haspopup": "menu", "aria-label": `Actions for ${username}'s message` }, "⋯")

@@ -3,6 +3,7 @@
 // seq in that history, so the replay covers exactly the gap: nothing missed, nothing twice.
 
 import { fetchHistory } from "./api.js";
+import { setupAttachments, setupImageViewer } from "./attachments.js";
 import { watchUnreadBadges } from "./badges.js";
 import { setupComposer } from "./composer.js";
 import { Outbox } from "./outbox.js";
@@ -39,11 +40,24 @@ const timeline = new Timeline({
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me });
 const socket = new ChatSocket({ onFrame, onStatus });
 const outbox = new Outbox({ room: slug, socket, timeline });
+const files = setupAttachments({
+  slug,
+  tray: $("uploads"),
+  button: $("attach"),
+  fileInput: $("attach-input"),
+  dropZone: chat,
+  pasteTarget: $("composer-input"),
+  maxBytes: Number($("composer").dataset.maxUpload) || 0,
+});
 const composer = setupComposer({
   form: $("composer"),
   input: $("composer-input"),
   counter: $("composer-count"),
-  onSend: (body) => outbox.submit(body),
+  canSendEmpty: () => files.ready().length > 0,
+  onSend: (body) => {
+    outbox.submit(body, files.ready());
+    files.clear();
+  },
   onTyping: () => socket.isJoined(slug) && socket.send({ type: "typing", room: slug }),
 });
 
@@ -227,6 +241,7 @@ startTicker(chat);
 const refreshBadges = watchUnreadBadges({ skip: slug });
 setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnline(username) });
 setupMessageMenu({ root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true" });
+setupImageViewer($("messages"));
 
 socket.connect(); // the handshake overlaps the history request
 const since = await loadLatest();
