@@ -243,8 +243,10 @@ class ChatConsumer(AsyncConsumer):
         protocol.validate_text(frame["client_id"], field="client_id")
         with metrics.timed(metrics.STORE_SECONDS):
             message, _created = await batching.post(
-                services.Post(room=room, author=self.user, body=frame["body"], client_id=frame["client_id"],
-                              reply_to=frame.get("reply_to"))
+                services.Post(
+                    room=room, author=self.user, body=frame["body"], client_id=frame["client_id"],
+                    reply_to=frame.get("reply_to"), attachments=tuple(frame.get("attachments") or ()),
+                )
             )
         return protocol.ack_frame(room=message.room.slug, client_id=message.client_id, id=message.pk, seq=message.seq)
 

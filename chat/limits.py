@@ -1,4 +1,5 @@
-"""The cap on HTTP request bodies (PROTOCOL.md 3.4): ``CHAT_MAX_BODY`` bytes, default 1 MiB.
+"""The cap on HTTP request bodies (PROTOCOL.md 3.4): ``CHAT_MAX_BODY`` bytes, default 1 MiB;
+on the upload URL (PROTOCOL.md 8) ``CHAT_MAX_UPLOAD`` plus MULTIPART_SLACK for the framing.
 
 A body over the cap is answered 413 ``{"code": "too_large"}`` before it is read to the end:
 at once when its ``Content-Length`` says so, else as soon as the streamed chunks pass the
@@ -12,6 +13,7 @@ chat.views.
 from __future__ import annotations
 
 import json
+import re
 
 from django.conf import settings
 
@@ -20,7 +22,19 @@ TOO_LARGE_BODY = json.dumps(
 ).encode()
 
 
-def max_body() -> int:
+# The upload URL (chat/api/urls.py), the one path with the larger cap.
+UPLOAD_PATH = re.compile(r"^/api/v1/rooms/[^/]+/uploads/$")
+# A multipart body is the file plus its part headers and boundaries: a few hundred bytes for
+# one file; the upload handler (chat/files/uploadhandler.py) caps the file bytes exactly.
+MULTIPART_SLACK = 64 * 1024
+
+
+def max_body(path: str | bytes = "") -> int:
+    """The cap for a request to ``path`` (without its query string)."""
+    if isinstance(path, bytes):
+        path = path.split(b"?", 1)[0].decode("latin-1")
+    if UPLOAD_PATH.match(path):
+        return settings.CHAT_MAX_UPLOAD + MULTIPART_SLACK
     return settings.CHAT_MAX_BODY
 
 
@@ -56,7 +70,7 @@ class BodyLimitMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        limit = max_body()
+        limit = max_body(scope.get("path", ""))
         length = declared_length(scope.get("headers", ()))
         if length is not None and length > limit:
             return await send_too_large(send)
@@ -92,8 +106,10 @@ class BodyLimitMiddleware:
 def install_daphne_limits() -> None:
     """Make Daphne enforce the limits as PROTOCOL.md 3.4 states them.
 
-    - A request whose Content-Length is over CHAT_MAX_BODY gets 413 without its body being
-      read (Twisted otherwise buffers it whole before the application runs).
+    - A request whose Content-Length is over its cap (max_body()) gets 413 without its body
+      being read (Twisted otherwise buffers it whole before the application runs); one
+      without a Content-Length (chunked) gets it as soon as the chunks pass the cap (Twisted
+      would otherwise spool every byte to a temporary file, 2 GB for a 2 GB upload).
     - A WebSocket message over ``--websocket-max-message-size`` is closed with 1009 and a
       close frame; autobahn's server default (failByDrop) drops the TCP connection instead.
 
@@ -115,18 +131,35 @@ def install_daphne_limits() -> None:
 
     WebSocketFactory.__init__ = __init__
     original = WebRequest.gotLength
+    original_chunk = WebRequest.handleContentChunk
+
+    def refuse(self):
+        transport = self.channel.transport
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(TOO_LARGE_BODY), TOO_LARGE_BODY)
+        )
+        # Read nothing more of this connection; the client sees the 413, then the close.
+        transport.loseConnection()
+        self.channel.dataReceived = lambda data: None
 
     def gotLength(self, length):
-        if length is not None and length > max_body():
-            transport = self.channel.transport
-            transport.write(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(TOO_LARGE_BODY), TOO_LARGE_BODY)
-            )
-            # Read nothing more of this connection; the client sees the 413, then the close.
-            transport.loseConnection()
-            self.channel.dataReceived = lambda data: None
+        # The request line is parsed, the Request's own fields are not set yet: the channel has the path.
+        self._chat_limit = max_body(getattr(self.channel, "_path", b"") or b"")
+        self._chat_received = 0
+        if length is not None and length > self._chat_limit:
+            refuse(self)
         return original(self, length)
 
+    def handleContentChunk(self, data):
+        self._chat_received = getattr(self, "_chat_received", 0) + len(data)
+        if self._chat_received > getattr(self, "_chat_limit", max_body()):
+            if not getattr(self, "_chat_refused", False):
+                self._chat_refused = True
+                refuse(self)
+            return
+        return original_chunk(self, data)
+
     WebRequest.gotLength = gotLength
+    WebRequest.handleContentChunk = handleContentChunk
     WebRequest._chat_body_limit = True

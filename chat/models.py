@@ -1,7 +1,9 @@
-"""Rooms, memberships, messages and the per-room event log.
+"""Rooms, memberships, messages, the per-room event log and attachments.
 
 Fields and constraints only; every write goes through ``chat.services``.
 """
+
+import secrets
 
 from django.conf import settings
 from django.db import models
@@ -299,3 +301,51 @@ class ModerationLog(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValueError("The moderation log is append-only.")
+
+
+# --- attachments (PROTOCOL.md 8) ----------------------------------------------------------
+
+
+def _new_attachment_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Attachment(models.Model):
+    """An uploaded file: the uploader's until posted (``message`` null), then its message's.
+
+    ``file`` and ``thumbnail`` are names in STORAGES["default"], random and never derived from
+    what the client sent (chat.files.storage.storage_name()); ``name`` is the uploaded name,
+    cleaned (chat.files.content.clean_name()), shown to people and offered as the download's
+    name only. ``content_type`` comes from the bytes (chat.files.inspection). ``hidden_at``
+    is when the message was last deleted: its files are removed CHAT_DELETED_FILE_DAYS later
+    unless staff restored it (chat/files/cleanup.py).
+    """
+
+    MAX_PER_MESSAGE = 10
+
+    id = models.CharField(primary_key=True, max_length=32, default=_new_attachment_id, editable=False)
+    uploader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments")
+    position = models.PositiveSmallIntegerField(default=0)
+    name = models.CharField(max_length=255)
+    file = models.CharField(max_length=100)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=100)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    thumbnail = models.CharField(max_length=100, blank=True)
+    thumbnail_type = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    hidden_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position", "created_at"]
+        indexes = [
+            # The upload rate window, and the cleanup of uploads never posted.
+            models.Index(fields=["uploader", "created_at"], name="attachment_uploader_created"),
+            models.Index(fields=["created_at"], condition=Q(message__isnull=True), name="attachment_unposted"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.name}"

@@ -206,6 +206,8 @@ def parse_frame(text: str | None) -> dict[str, Any]:
         raise ChatError(BAD_FRAME, f"`since` must be an integer in 0..{MAX_INT}.", ref=ref)
     if kind == SEND and frame.get("reply_to") is not None and not _is_int(frame["reply_to"]):
         raise ChatError(BAD_FRAME, f"`reply_to` must be null or a message id in 0..{MAX_INT}.", ref=ref)
+    if kind == SEND and not isinstance(frame.get("attachments", []), list):
+        raise ChatError(BAD_FRAME, "`attachments` must be a list of upload ids.", ref=ref)
     if kind == LEAVE and not text_storable(frame["room"]):
         # `left` echoes the room: refuse what the reply could not carry.
         raise ChatError(BAD_FRAME, "`room` must not contain NUL characters or lone surrogates.", ref=ref)
@@ -279,8 +281,44 @@ def message_payload(message) -> MessageShape:
         "last_reply_at": timestamp(message.last_reply_at),
         "reactions": message_reactions(message),
         "mentions": [] if deleted else list(message.mentions),
-        "attachments": [],
+        "attachments": message_attachments(message),
     }
+
+
+# Where files are served (chat/api/uploads.py file_view; chatproject/urls.py).
+FILES_URL = "/files/"
+
+
+def attachment_payload(attachment) -> AttachmentShape:
+    """Return ATTACHMENT (PROTOCOL.md 8): an upload as the upload answer and MESSAGE carry it."""
+    url = f"{FILES_URL}{attachment.pk}/"
+    return {
+        "id": attachment.pk,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "url": url,
+        "thumbnail_url": f"{url}thumbnail/" if attachment.thumbnail else None,
+        "width": attachment.width,
+        "height": attachment.height,
+    }
+
+
+# The attribute holding a message's attachments where they were loaded with it: selectors
+# prefetch them to it (Prefetch(to_attr=…)), services.attachments.attach() sets it on new posts.
+LOADED_ATTACHMENTS = "loaded_attachments"
+
+
+def message_attachments(message) -> list[AttachmentShape]:
+    """MESSAGE.attachments: none for a deleted message, else ``message.loaded_attachments``
+    where they were loaded with the message (no query), else ``message.attachments.all()``
+    (one query: a single message, after an edit or a restore)."""
+    if message.deleted:
+        return []
+    rows = getattr(message, LOADED_ATTACHMENTS, None)
+    if rows is None:
+        rows = message.attachments.all()
+    return [attachment_payload(a) for a in rows]
 
 
 @dataclass(frozen=True)
@@ -339,8 +377,21 @@ class ReactionShape(TypedDict):
     users: list[str]
 
 
+class AttachmentShape(TypedDict):
+    """ATTACHMENT of PROTOCOL.md 8 (see attachment_payload())."""
+
+    id: str
+    name: str
+    size: int
+    content_type: str
+    url: str
+    thumbnail_url: str | None
+    width: int | None
+    height: int | None
+
+
 class MessageShape(TypedDict):
-    """MESSAGE of PROTOCOL.md 3.2 (see message_payload()); attachments stay [] until section 8."""
+    """MESSAGE of PROTOCOL.md 3.2 (see message_payload())."""
 
     id: int
     room: str
@@ -357,7 +408,7 @@ class MessageShape(TypedDict):
     last_reply_at: str | None
     reactions: list[ReactionShape]
     mentions: list[str]
-    attachments: list
+    attachments: list[AttachmentShape]
 
 
 class MessageFrame(TypedDict):

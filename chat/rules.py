@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from . import protocol
-from .models import Membership, Message, Mute, Room, RoomBan, RoomEvent, SiteBan, SiteBanKey, active_until_q
+from .models import Attachment, Membership, Message, Mute, Room, RoomBan, RoomEvent, SiteBan, SiteBanKey, active_until_q
 from .protocol import ChatError
 
 Role = Membership.Role
@@ -350,6 +350,23 @@ def check_site_ban(*, actor, target) -> None:
         raise ChatError(protocol.FORBIDDEN, "Superusers cannot be banned.")
     if is_site_moderator(target) and not actor.is_superuser:
         raise ChatError(protocol.FORBIDDEN, "Only a superuser bans a staff moderator.")
+
+
+def check_file(access: RoomAccess | None, attachment: Attachment, user) -> None:
+    """Fetching an attachment's file (PROTOCOL.md 8), asked on every request; raise not_found.
+
+    An upload not posted yet: its uploader, while they may read the room. A posted one:
+    whoever may read its message's room (visible, not banned). Once the message is deleted:
+    staff moderators only (they may restore it).
+    """
+    if attachment.message_id is not None and attachment.message.deleted:
+        if is_site_moderator(user):
+            return
+        raise ChatError(protocol.NOT_FOUND, "No such file.")
+    if attachment.message_id is None and attachment.uploader_id != user.pk:
+        raise ChatError(protocol.NOT_FOUND, "No such file.")
+    if access is None or not access.can_join:
+        raise ChatError(protocol.NOT_FOUND, "No such file.")
 
 
 def check_report(access: RoomAccess | None, message: Message, user) -> RoomAccess:

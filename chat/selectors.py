@@ -6,11 +6,11 @@ import re
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Case, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, QuerySet, Subquery, Value, When
 from django.db.models.functions import Coalesce
 
 from . import protocol
-from .models import Membership, Message, Reaction, Room, RoomEvent
+from .models import Attachment, Membership, Message, Reaction, Room, RoomEvent
 from .protocol import EVENTS_KEPT, REACTION_USERS_SHOWN
 
 
@@ -96,6 +96,7 @@ def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEv
     events = list(
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
         .select_related("message__room", "message__author")
+        .prefetch_related(Prefetch("message__attachments", to_attr=protocol.LOADED_ATTACHMENTS))
         .order_by("seq")
     )
     # One object per message, so its reactions are looked up once however many events it has.
@@ -233,16 +234,17 @@ def message_history(
     if before is not None and after is not None:
         raise ValueError("before and after are exclusive")
     messages = Message.objects.filter(room=room)
+    attachments = Prefetch("attachments", to_attr=protocol.LOADED_ATTACHMENTS)
     if q and q.strip():
         messages = _matching(messages, q)
     if after is not None:
-        rows = list(messages.filter(seq__gt=after).select_related("author").order_by("seq")[: limit + 1])
+        rows = list(messages.filter(seq__gt=after).select_related("author").prefetch_related(attachments).order_by("seq")[: limit + 1])
         has_more_after = len(rows) > limit
         rows = rows[:limit]
         has_more_before = messages.filter(seq__lte=after).exists()
     else:
         window = messages if before is None else messages.filter(seq__lt=before)
-        rows = list(window.select_related("author").order_by("-seq")[: limit + 1])
+        rows = list(window.select_related("author").prefetch_related(attachments).order_by("-seq")[: limit + 1])
         has_more_before = len(rows) > limit
         rows = rows[:limit][::-1]
         has_more_after = before is not None and messages.filter(seq__gte=before).exists()
@@ -276,10 +278,24 @@ def message_thread(*, root: Message, after: int | None = None, limit: int = HIST
     replies = Message.objects.filter(reply_to=root)
     if after is not None:
         replies = replies.filter(seq__gt=after)
-    rows = list(replies.select_related("author").order_by("seq")[: limit + 1])
+    rows = list(
+        replies.select_related("author")
+        .prefetch_related(Prefetch("attachments", to_attr=protocol.LOADED_ATTACHMENTS))
+        .order_by("seq")[: limit + 1]
+    )
     has_more_after = len(rows) > limit
     rows = rows[:limit]
     for reply in rows:
         reply.room, reply.reply_to = root.room, root
     reactions_attach([root, *rows])
     return ThreadPage(root=root, replies=rows, has_more_after=has_more_after)
+
+
+# --- attachments (PROTOCOL.md 8) ------------------------------------------------------
+
+
+def attachment_get(*, attachment_id: str) -> Attachment | None:
+    """The attachment with this id and its message (None if there is none)."""
+    if not (0 < len(attachment_id) <= 32 and attachment_id.isascii()):
+        return None
+    return Attachment.objects.select_related("message").filter(pk=attachment_id).first()

@@ -4,6 +4,7 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -39,6 +40,7 @@ def room(request, slug):
         "rooms": rooms,
         "read_seq": current.read_seq if current is not None else None,
         "focus": {"id": int(focus_id), "seq": focus_seq} if focus_seq is not None else None,
+        "max_upload": settings.CHAT_MAX_UPLOAD,
     }
     return render(request, "chat/room.html", context)
 

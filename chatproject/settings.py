@@ -184,6 +184,48 @@ CHAT_SLOW_SOCKET_SECONDS = env.float("CHAT_SLOW_SOCKET_SECONDS", default=5.0)
 # On SIGTERM: seconds to wait for sockets to close (1001) and HTTP requests to finish.
 CHAT_SHUTDOWN_TIMEOUT = env.float("CHAT_SHUTDOWN_TIMEOUT", default=10.0)
 
+# --- Attachments (PROTOCOL.md 8) ------------------------------------------------------
+
+# Largest uploaded file; the upload URL's body cap is this plus MULTIPART_SLACK (chat/limits.py).
+CHAT_MAX_UPLOAD = env.int("CHAT_MAX_UPLOAD", default=25 * 1024 * 1024)
+# Uploads per user: "<count>/<period>" (20/min, 100/h, 5/30s), "0" for none; counted from the
+# stored uploads, so every process shares one budget.
+CHAT_UPLOAD_RATE = env.str("CHAT_UPLOAD_RATE", default="20/min")
+# A deleted message's files stay this many days (staff may restore it), then cleanup_files removes them.
+CHAT_DELETED_FILE_DAYS = env.int("CHAT_DELETED_FILE_DAYS", default=30)
+# Threads that make thumbnails beside the event loop (bench/thumbnails.py: up to 1.6 s and
+# 190 MiB per 48 MP image, so a small pool bounds the memory).
+CHAT_THUMBNAIL_THREADS = env.int("CHAT_THUMBNAIL_THREADS", default=2)
+# Behind nginx: the `internal` location serving MEDIA_ROOT (deploy/nginx/chat-files.conf),
+# e.g. "/_files/"; Django then answers /files/ with X-Accel-Redirect. Empty: Django streams.
+CHAT_FILES_ACCEL = env.str("CHAT_FILES_ACCEL", default="")
+MEDIA_ROOT = env.str("CHAT_MEDIA_ROOT", default=str(BASE_DIR / "media"))
+# Every multipart file goes to a temporary file on disk, capped while it is parsed; the ASGI
+# handler spools the body itself to disk past this many bytes, too.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+FILE_UPLOAD_HANDLERS = ["chat.files.uploadhandler.CappedUploadHandler"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": MEDIA_ROOT}},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# S3 (or any S3-compatible store) through django-storages: private objects, and /files/
+# redirects to a signed URL that expires after CHAT_S3_URL_EXPIRE seconds (docs/deployment.md).
+# Credentials come from boto3's usual sources (AWS_ACCESS_KEY_ID …, an instance role).
+CHAT_S3_BUCKET = env.str("CHAT_S3_BUCKET", default="")
+if CHAT_S3_BUCKET:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": CHAT_S3_BUCKET,
+            "region_name": env.str("CHAT_S3_REGION", default="") or None,
+            "endpoint_url": env.str("CHAT_S3_ENDPOINT_URL", default="") or None,
+            "default_acl": "private",
+            "querystring_auth": True,
+            "querystring_expire": env.int("CHAT_S3_URL_EXPIRE", default=300),
+            "file_overwrite": False,
+        },
+    }
+
 # --- Auth, sessions -------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.api.uploads import file_view, thumbnail_view
 from chat.metrics import metrics_view
 
 urlpatterns = [
@@ -8,5 +9,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("chat.api.urls")),
     path("metrics", metrics_view, name="metrics"),
+    # Attachments' files (PROTOCOL.md 8): the room's visibility is checked on every request.
+    path("files/<str:attachment_id>/", file_view, name="file"),
+    path("files/<str:attachment_id>/thumbnail/", thumbnail_view, name="file-thumbnail"),
     path("", include("chat.urls")),
 ]

@@ -22,11 +22,27 @@ def nginx_binary() -> str | None:
 class Nginx(Listening):
     """nginx proxying to ``upstreams`` (ports on 127.0.0.1); its files under ``log_dir/nginx``."""
 
-    def __init__(self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None):
+    def __init__(
+        self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None, media_root: Path | None = None
+    ):
         self.upstreams = [u.port if isinstance(u, Process) else u for u in upstreams]
         self.prefix = Path(log_dir) / "nginx"
         self.port = port or free_port()
+        # The workers' CHAT_MEDIA_ROOT: chat-files.conf is included with its alias pointing there.
+        self.media_root = media_root
         self.process: subprocess.Popen | None = None
+
+    def files_conf(self) -> Path:
+        """deploy/nginx/chat-files.conf as deployed, its one site path (the alias of the
+        internal location, /srv/chat/media/) replaced by ``media_root``."""
+        original = DEPLOY / "nginx" / "chat-files.conf"
+        if self.media_root is None:
+            return original
+        text = original.read_text()
+        assert text.count("alias /srv/chat/media/;") == 1, "chat-files.conf changed: update harness/nginx.py"
+        copy = self.prefix / "chat-files.conf"
+        copy.write_text(text.replace("alias /srv/chat/media/;", f"alias {Path(self.media_root).resolve()}/;"))
+        return copy
 
     def config(self) -> str:
         prefix = self.prefix
@@ -49,6 +65,7 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         include {DEPLOY}/nginx/chat-proxy.conf;
+        include {self.files_conf()};
     }}
 }}
 """
@@ -62,6 +79,7 @@ http {{
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.prefix.chmod(0o777)  # nginx's worker may run as another user
         conf = self.prefix / "nginx.conf"
+        self.prefix.mkdir(parents=True, exist_ok=True)
         conf.write_text(self.config())
         check = subprocess.run([binary, "-t", "-p", str(self.prefix), "-c", str(conf)], capture_output=True, text=True)
         if check.returncode != 0:

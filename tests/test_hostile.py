@@ -328,6 +328,20 @@ async def test_body_just_under_the_cap_reaches_the_app(settings, general):
     assert over["status"] == 413
 
 
+@pytest.mark.parametrize("content_length", [True, False], ids=["declared", "streamed"])
+async def test_the_upload_url_alone_has_the_larger_cap_of_chat_max_upload(settings, general, content_length):
+    settings.CHAT_MAX_UPLOAD = 3 * 1024 * 1024
+    body = b"x" * (2 * 1024 * 1024)  # over CHAT_MAX_BODY, under CHAT_MAX_UPLOAD
+    upload = await asgi_post("/api/v1/rooms/general/uploads/", body, content_length=content_length,
+                             content_type=b"multipart/form-data; boundary=b")
+    assert upload["status"] == 401  # the view answered (no credentials): the cap let it through
+    other = await asgi_post("/api/v1/rooms/general/messages/", body, content_length=content_length)
+    assert other["status"] == 413
+    over = await asgi_post("/api/v1/rooms/general/uploads/", b"x" * (3 * 1024 * 1024 + 65 * 1024),
+                           content_length=content_length, content_type=b"multipart/form-data; boundary=b")
+    assert (over["status"], json.loads(over["body"])["code"]) == (413, "too_large")
+
+
 # --- HTML forms and the login backend -------------------------------------------------
 
 

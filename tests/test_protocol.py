@@ -14,7 +14,7 @@ import re
 import pytest
 
 from chat import protocol, selectors, services
-from chat.models import Message
+from chat.models import Attachment, Message
 from tests.factories import make_room, make_user
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +48,10 @@ REF = Sometimes(STR)
 AUTHOR = {"id": INT, "username": STR, "bot": BOOL}
 REACTIONS = [{"emoji": STR, "count": INT, "users": [STR]}]
 REPLY_TO = {"id": INT, "author": AUTHOR, "excerpt": STR}
+ATTACHMENT = {
+    "id": STR, "name": STR, "size": INT, "content_type": STR, "url": STR,
+    "thumbnail_url": (STR, None), "width": (INT, None), "height": (INT, None),
+}
 MESSAGE = {
     "id": INT,
     "room": STR,
@@ -64,7 +68,7 @@ MESSAGE = {
     "last_reply_at": NULLABLE_TIME,
     "reactions": REACTIONS,
     "mentions": [STR],
-    "attachments": Later(list),
+    "attachments": [ATTACHMENT],
 }
 ERROR_CODES = OneOf(
     "bad_json", "bad_frame", "too_large", "invalid", "not_found", "not_joined", "forbidden", "muted",
@@ -132,8 +136,17 @@ def message() -> Message:
     """A reply with a reaction, so every field of MESSAGE has a value to check."""
     ann = make_user("ann")
     room = make_room(owner=ann, slug="general2")
+    uploads = [
+        Attachment.objects.create(uploader=ann, room=room, name="cat.png", size=9, file="attachments/a/a",
+                                  content_type="image/png", width=4, height=3, thumbnail="thumbnails/a/a",
+                                  thumbnail_type="image/webp"),
+        Attachment.objects.create(uploader=ann, room=room, name="plan.pdf", size=9, file="attachments/b/b",
+                                  content_type="application/pdf"),
+    ]
     root, _ = services.message_post(room=room, author=ann, body="hi **all**", client_id="c-0")
-    stored, _ = services.message_post(room=room, author=ann, body="hi all", client_id="c-1", reply_to=root.pk)
+    stored, _ = services.message_post(
+        room=room, author=ann, body="hi all", client_id="c-1", reply_to=root.pk, attachments=[u.pk for u in uploads]
+    )
     services.reaction_add(message_id=stored.pk, user=ann, emoji="👍")
     message = selectors.message_with_room(message_id=stored.pk)
     selectors.reactions_attach([message])
@@ -196,7 +209,7 @@ def test_room_events_are_encoded_as_3_2_with_the_message_state(message):
 def test_a_deleted_message_is_sent_with_an_empty_body(message):
     message.deleted = True
     wire = check(protocol.MESSAGE_EDITED, protocol.message_edited_frame(seq=4, message=message))
-    assert (wire["message"]["deleted"], wire["message"]["body"]) == (True, "")
+    assert (wire["message"]["deleted"], wire["message"]["body"], wire["message"]["attachments"]) == (True, "", [])
     assert (wire["message"]["html"], wire["message"]["reactions"], wire["message"]["mentions"]) == ("", [], [])
 
 
@@ -208,6 +221,13 @@ def test_a_reply_quotes_its_root_and_shows_its_reactions(message):
     assert wire["html"] == "<p>hi all</p>"
     deleted = check(protocol.MESSAGE_DELETED, protocol.message_deleted_frame(seq=3, message=message, by="author"))
     assert deleted["reply_to"] == message.reply_to_id
+
+
+def test_message_carries_its_attachments_in_order(message):
+    wire = check(protocol.MESSAGE, protocol.message_frame(seq=1, message=message))
+    assert [(a["name"], a["thumbnail_url"] is not None) for a in wire["message"]["attachments"]] == [
+        ("cat.png", True), ("plan.pdf", False)
+    ]
 
 
 def test_the_checker_refuses_a_frame_off_the_protocol():

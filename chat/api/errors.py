@@ -26,7 +26,7 @@ STATUS_OF_CODE = {
     protocol.INVALID: status.HTTP_400_BAD_REQUEST,
     protocol.BAD_JSON: status.HTTP_400_BAD_REQUEST,
     protocol.BAD_FRAME: status.HTTP_400_BAD_REQUEST,
-    protocol.TOO_LARGE: status.HTTP_400_BAD_REQUEST,
+    protocol.TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     protocol.NOT_JOINED: status.HTTP_400_BAD_REQUEST,
     protocol.UNAUTHENTICATED: status.HTTP_401_UNAUTHORIZED,
     protocol.FORBIDDEN: status.HTTP_403_FORBIDDEN,

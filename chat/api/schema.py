@@ -36,6 +36,25 @@ REACTIONS_SCHEMA = {
     },
 }
 
+ATTACHMENT_SCHEMA = {
+    "type": "object",
+    "description": "ATTACHMENT, an uploaded file (docs/protocol.md, Attachments). `content_type` comes from "
+    "the bytes; images (PNG, JPEG, GIF, WebP) have `width`, `height` and a thumbnail of at most 400x400.",
+    "properties": {
+        "id": {"type": "string"},
+        "name": {"type": "string", "description": "The uploaded name, cleaned; never a path."},
+        "size": {"type": "integer", "format": "int64", "description": "Bytes."},
+        "content_type": {"type": "string"},
+        "url": {"type": "string", "description": "`/files/<id>/`: served to those who may see the message's room."},
+        "thumbnail_url": {"type": "string", "nullable": True},
+        "width": {"type": "integer", "nullable": True},
+        "height": {"type": "integer", "nullable": True},
+    },
+    "required": ["id", "name", "size", "content_type", "url", "thumbnail_url", "width", "height"],
+    "additionalProperties": False,
+}
+ATTACHMENT = {"$ref": "#/components/schemas/Attachment"}
+
 MESSAGE_SCHEMA = {
     "type": "object",
     "description": "MESSAGE, the one JSON shape of a message (docs/protocol.md, MESSAGE). "
@@ -68,7 +87,7 @@ MESSAGE_SCHEMA = {
         "last_reply_at": {"type": "string", "format": "date-time", "nullable": True},
         "reactions": REACTIONS_SCHEMA,
         "mentions": {"type": "array", "items": {"type": "string"}, "description": "Usernames mentioned."},
-        "attachments": {"type": "array", "items": {"type": "object"}, "description": "Always empty for now."},
+        "attachments": {"type": "array", "items": ATTACHMENT, "description": "Empty for a deleted message."},
     },
     "required": ["id", "room", "seq", "author", "body", "html", "client_id", "created_at", "edited_at", "deleted",
                  "reply_to", "reply_count", "last_reply_at", "reactions", "mentions", "attachments"],
@@ -150,6 +169,41 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     return {status: OpenApiResponse(ERROR, description=_ERROR_TEXT[status]) for status in statuses}
 
 
+def _error_responses(*statuses: int) -> dict:
+    return {str(s): {"description": _ERROR_TEXT[s], "content": {"application/json": {"schema": ERROR}}} for s in statuses}
+
+
+# The upload view is an async Django view (chat/api/uploads.py), not a DRF view: described here.
+UPLOAD_OPERATION = {
+    "post": {
+        "operationId": "rooms_uploads_create",
+        "description": "Store a file for the caller in the room (multipart field `file`); post it with "
+        "`attachments` on a message. Over CHAT_MAX_UPLOAD: 413 `too_large`, nothing stored. "
+        "Counts against CHAT_UPLOAD_RATE. Never posted, it is removed after 24 hours.",
+        "tags": ["rooms"],
+        "parameters": [{"name": "slug", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                }
+            },
+        },
+        "responses": {
+            "201": {"description": "Stored.", "content": {"application/json": {"schema": ATTACHMENT}}},
+            "413": {"description": "Over CHAT_MAX_UPLOAD (`too_large`).", "content": {"application/json": {"schema": ERROR}}},
+            **_error_responses(*COMMON),
+        },
+        "security": [{"tokenAuth": []}, {"cookieAuth": []}],
+    }
+}
+
+
 def add_components(result, generator, request, public):
     """Postprocessing hook: add Message and Error to the document's components."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
@@ -157,6 +211,8 @@ def add_components(result, generator, request, public):
     schemas["Error"] = ERROR_SCHEMA
     schemas["HistoryPage"] = HISTORY_PAGE_SCHEMA
     schemas["ThreadPage"] = THREAD_PAGE_SCHEMA
+    schemas["Attachment"] = ATTACHMENT_SCHEMA
+    result.setdefault("paths", {})["/api/v1/rooms/{slug}/uploads/"] = UPLOAD_OPERATION
     # Every operation that takes a body answers a body it cannot parse with 415.
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

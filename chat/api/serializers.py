@@ -11,7 +11,7 @@ import re
 from rest_framework import serializers
 
 from .. import protocol, selectors, services
-from ..models import Membership, Message, Room
+from ..models import Attachment, Membership, Message, Room
 from .schema import MAX_ID
 
 
@@ -160,7 +160,18 @@ class MemberAddSerializer(serializers.Serializer):
 class MessagePostSerializer(serializers.Serializer):
     body = StrictCharField(
         trim_whitespace=False,
-        help_text=f"Stored trimmed; 1-{Message.MAX_BODY} characters after trimming.",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=f"Stored trimmed; 1-{Message.MAX_BODY} characters after trimming (may be empty with attachments).",
+    )
+    attachments = serializers.ListField(
+        child=StrictCharField(max_length=32),
+        required=False,
+        default=list,
+        max_length=Attachment.MAX_PER_MESSAGE,
+        help_text="Ids of the caller's own unposted uploads in this room (POST …/uploads/), "
+        f"at most {Attachment.MAX_PER_MESSAGE}.",
     )
     client_id = StrictCharField(
         trim_whitespace=False,

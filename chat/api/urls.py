@@ -7,7 +7,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 
 from .. import protocol
 from ..protocol import ChatError
-from . import live, views
+from . import live, uploads, views
 from . import moderation
 
 
@@ -28,6 +28,7 @@ v1 = [
     path("rooms/<str:slug>/members/", views.RoomMembersView.as_view(), name="api-room-members"),
     path("rooms/<str:slug>/members/<str:username>/", views.RoomMemberView.as_view(), name="api-room-member"),
     path("rooms/<str:slug>/messages/", views.RoomMessagesView.as_view(), name="api-room-messages"),
+    path("rooms/<str:slug>/uploads/", uploads.upload_view, name="api-room-uploads"),
     path("messages/<int:message_id>/", views.MessageView.as_view(), name="api-message"),
     path("rooms/<str:slug>/read/", live.RoomReadView.as_view(), name="api-room-read"),
     path("dms/", live.DirectMessagesView.as_view(), name="api-dms"),

@@ -284,7 +284,7 @@ class RoomMessagesView(APIView):
         services.room_join(access=access, user=request.user)
         message, created = services.message_post(
             room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
-            reply_to=data.get("reply_to"),
+            reply_to=data.get("reply_to"), attachments=data["attachments"],
         )
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import IO, NamedTuple
+
+from django.conf import settings
 
 from .content import OCTET_STREAM, RASTER_TYPES, SNIFF_BYTES, sniff_content_type
 from .images import image_info_and_thumbnail
@@ -39,3 +43,21 @@ def inspect_upload(file: IO[bytes]) -> Inspection:
     if info.width is None:
         return Inspection(OCTET_STREAM, None, None, None, None)
     return Inspection(content_type, info.width, info.height, info.thumbnail, info.thumbnail_type)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _thumbnail_pool() -> ThreadPoolExecutor:
+    """The process's CHAT_THUMBNAIL_THREADS threads for inspect_upload(), made on first use."""
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, settings.CHAT_THUMBNAIL_THREADS), thread_name_prefix="thumbnails")
+    return _pool
+
+
+async def ainspect_upload(file: IO[bytes]) -> Inspection:
+    """See inspect_upload(); runs on the thumbnail pool, so neither the event loop nor the
+    thread of Django's sync views and database calls waits for Pillow (bench/thumbnails.py:
+    0.1-1.6 s per large image). Pillow releases the GIL while it decodes and resizes."""
+    return await asyncio.get_running_loop().run_in_executor(_thumbnail_pool(), inspect_upload, file)

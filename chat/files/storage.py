@@ -7,10 +7,17 @@ with another file, or tell a proxy what type to serve.
 
 from __future__ import annotations
 
+import logging
 import secrets
-from typing import IO, Iterable
+from typing import IO, Iterable, NamedTuple
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 
 from ..protocol import TOO_LARGE, ChatError
+from .inspection import Inspection
+
+log = logging.getLogger(__name__)
 
 ORIGINALS = "attachments"
 THUMBNAILS = "thumbnails"
@@ -50,3 +57,38 @@ def copy_capped(src_chunks: Iterable[bytes], dst: IO[bytes], limit: int) -> int:
             raise FileTooLarge(limit)
         dst.write(chunk)
     return size
+
+
+class Stored(NamedTuple):
+    """The storage names of an upload's original and thumbnail ("" for none)."""
+
+    file: str
+    thumbnail: str
+
+
+def store_upload(file: IO[bytes], inspection: Inspection) -> Stored:
+    """Save the upload ``file`` (its bytes as uploaded) and its thumbnail, if it has one, to
+    STORAGES["default"] under new random names. Blocking I/O: run it off the event loop.
+
+    A temporary upload on the same file system is moved, not copied (FileSystemStorage).
+    """
+    file.seek(0)
+    name = default_storage.save(storage_name(ORIGINALS), file)
+    thumbnail = ""
+    if inspection.thumbnail is not None:
+        try:
+            thumbnail = default_storage.save(storage_name(THUMBNAILS), ContentFile(inspection.thumbnail))
+        except BaseException:
+            delete_stored(Stored(name, ""))
+            raise
+    return Stored(name, thumbnail)
+
+
+def delete_stored(stored: Stored) -> None:
+    """Remove both files of ``stored`` from the storage; a missing one is not an error."""
+    for name in stored:
+        if name:
+            try:
+                default_storage.delete(name)
+            except OSError:
+                log.warning("could not delete stored file %s", name, exc_info=True)

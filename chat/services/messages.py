@@ -23,6 +23,7 @@ from .. import protocol, realtime, rules, selectors
 from ..formatting import parse_markdown
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
+from . import attachments
 from .log import log_message_delete
 
 _PRUNE_EVERY = 100
@@ -31,10 +32,11 @@ _PRUNE_EVERY = 100
 # --- validation -----------------------------------------------------------------------
 
 
-def validate_body(body: str) -> str:
-    """Return ``body`` trimmed, or raise invalid (empty, too long, NUL or lone surrogates)."""
+def validate_body(body: str, *, allow_empty: bool = False) -> str:
+    """Return ``body`` trimmed, or raise invalid (empty unless ``allow_empty``, as for a
+    message with attachments; too long; NUL or lone surrogates)."""
     body = protocol.validate_text(body, field="body").strip()
-    if not body:
+    if not body and not allow_empty:
         raise ChatError(protocol.INVALID, "The message is empty.")
     if len(body) > Message.MAX_BODY:
         raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
@@ -203,21 +205,32 @@ class Post:
     client_id: str
     door: rules.Door = rules.Door.SOCKET  # the group commit (chat.batching) is the socket's
     reply_to: int | None = None  # the id of the message answered (PROTOCOL.md 6)
+    attachments: tuple = ()  # upload ids (PROTOCOL.md 8), checked by attachments.claim()
 
 
 PostResult = tuple[Message, bool] | ChatError
 
 
 def message_post(
-    *, room: Room, author, body: str, client_id: str, door: rules.Door = rules.Door.API, reply_to: int | None = None
+    *,
+    room: Room,
+    author,
+    body: str,
+    client_id: str,
+    door: rules.Door = rules.Door.API,
+    reply_to: int | None = None,
+    attachments: Sequence[str] = (),
 ) -> tuple[Message, bool]:
-    """Store a message (a reply when ``reply_to`` names a message) and broadcast it; return
-    (message, created).
+    """Store a message (a reply when ``reply_to`` names a message, with the caller's
+    unposted ``attachments``) and broadcast it; return (message, created).
 
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
     """
-    post = Post(room=room, author=author, body=body, client_id=client_id, door=door, reply_to=reply_to)
+    post = Post(
+        room=room, author=author, body=body, client_id=client_id, door=door, reply_to=reply_to,
+        attachments=tuple(attachments),
+    )
     result = message_post_many([post])[0]
     if isinstance(result, ChatError):
         raise result
@@ -249,7 +262,7 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     for i, post in enumerate(posts):
         if results[i] is None and (post.author.pk, post.client_id) not in existing:
             try:
-                valid.append((i, post.room, validate_body(post.body)))
+                valid.append((i, post.room, validate_body(post.body, allow_empty=bool(post.attachments))))
             except ChatError as error:
                 bodies[i] = error
     for (i, _room, _body), rendered in zip(valid, render_bodies([(room, body) for _i, room, body in valid])):
@@ -290,6 +303,7 @@ def _judge_and_store(posts, results, existing, accesses, bodies, *, rate, recent
     accepted: list[tuple[int, Room, Rendered, Message | None]] = []
     answered = {p.reply_to for p, r in zip(posts, results) if r is None and p.reply_to is not None}
     targets = Message.objects.select_related(*selectors.MESSAGE_RELATED).in_bulk(answered) if answered else {}
+    uploads, claimed = attachments.uploads_locked(posts), set()
     for i, post in enumerate(posts):
         if results[i] is not None:
             continue
@@ -309,6 +323,7 @@ def _judge_and_store(posts, results, existing, accesses, bodies, *, rate, recent
             root = rules.check_reply(targets.get(post.reply_to), room_id=room.pk) if post.reply_to is not None else None
             if rate is not None:
                 check_post_rate(rate=rate, recent=recent.get(post.author.pk, []), queued=queued.get(post.author.pk, 0), now=now)
+            attachments.claim(post, uploads, claimed)
         except ChatError as error:
             results[i] = error
             continue
@@ -364,6 +379,7 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
                 html=rendered.html, mentions=rendered.mentions, reply_to=root,
             )
     messages = Message.objects.bulk_create(list(stored.values()))
+    attachments.attach(posts, stored)
     RoomEvent.objects.bulk_create(
         [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
     )
@@ -470,6 +486,7 @@ def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, 
         message.save(update_fields=["deleted"])
         if message.reply_to_id is not None:
             thread_recount(message.reply_to_id)
+        attachments.hide(message)
         _record_event(message=message, kind=protocol.MESSAGE_DELETED, seq=seq, by=by)
         if by == RoomEvent.By.MODERATOR:
             log_message_delete(actor=user, message=message, reason=reason)

@@ -4,7 +4,7 @@ const MAX_CHARS = 4000; // code points, as the server counts them
 const WARN_AT = 3500;
 const TYPING_EVERY_MS = 3000; // the server forwards at most one typing frame per 3 s anyway
 
-export function setupComposer({ form, input, counter, onSend, onTyping = () => {} }) {
+export function setupComposer({ form, input, counter, onSend, onTyping = () => {}, canSendEmpty = () => false }) {
   let lastTyping = 0;
 
   const resize = () => {
@@ -22,7 +22,7 @@ export function setupComposer({ form, input, counter, onSend, onTyping = () => {
 
   const submit = () => {
     const body = input.value.trim();
-    if (!body || length() > MAX_CHARS) return;
+    if ((!body && !canSendEmpty()) || length() > MAX_CHARS) return; // empty: with attachments only
     onSend(body);
     input.value = "";
     lastTyping = 0;

@@ -21,9 +21,9 @@ export class Outbox {
     this.entries = new Map(); // client_id → { body, node, state: "queued" | "sending" | "failed" }
   }
 
-  submit(body) {
+  submit(body, attachments = []) {
     const clientId = crypto.randomUUID();
-    const entry = { clientId, body, node: this.timeline.addPending(clientId, body), state: "queued" };
+    const entry = { clientId, body, attachments, node: this.timeline.addPending(clientId, body), state: "queued" };
     this.entries.set(clientId, entry);
     this.#trySend(entry);
   }
@@ -70,6 +70,7 @@ export class Outbox {
   #trySend(entry) {
     const sent = this.socket.isJoined(this.room) && this.socket.send({
       type: "send", room: this.room, body: entry.body, client_id: entry.clientId, ref: entry.clientId,
+      ...(entry.attachments?.length ? { attachments: entry.attachments } : {}),
     });
     this.#setState(entry, sent ? "sending" : "queued");
   }

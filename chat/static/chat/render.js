@@ -2,6 +2,7 @@
 // never innerHTML, so a message can't inject markup. The one exception is MESSAGE.html,
 // which the server rendered from Markdown and sanitized with an allowlist.
 
+import { attachmentsElement } from "./attachments.js";
 import { absolute, clock, dayKey, dayLabel, timeElement } from "./time.js";
 
 const GROUP_GAP_MS = 5 * 60_000;
@@ -121,7 +122,7 @@ export function renderMessage(node, msg, me) {
     " ", timeElement(ts, "msg-time"));
   const row = h("div", { class: "msg-row" },
     h("div", { class: "msg-gutter" }, avatar(username), clockEl),
-    h("div", { class: "msg-main" }, head, ...parts(messageParts.before, msg, me), body,
+    h("div", { class: "msg-main" }, head, ...parts(messageParts.before, msg, me), body, attachmentsElement(msg),
       ...parts(messageParts.after, msg, me)),
     // Report, delete, mute, ban (msgmenu.js, by event delegation); not on pending or deleted ones.
     msg.id != null && !msg.deleted

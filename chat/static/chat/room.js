@@ -6,6 +6,7 @@
 // other rooms for the live room list (badges.js).
 
 import { fetchHistory } from "./api.js";
+import { setupAttachments, setupImageViewer } from "./attachments.js";
 import { RoomList } from "./badges.js";
 import { setupComposer } from "./composer.js";
 import { dmPartner } from "./dm.js";
@@ -58,11 +59,24 @@ const threads = setupThreads({ chat, slug, me, socket, timeline });
 setupReactions({ me, socket });
 const roomList = new RoomList({ socket, me, current: slug });
 const outbox = new Outbox({ room: slug, socket, timeline });
+const files = setupAttachments({
+  slug,
+  tray: $("uploads"),
+  button: $("attach"),
+  fileInput: $("attach-input"),
+  dropZone: chat,
+  pasteTarget: $("composer-input"),
+  maxBytes: Number($("composer").dataset.maxUpload) || 0,
+});
 const composer = setupComposer({
   form: $("composer"),
   input: $("composer-input"),
   counter: $("composer-count"),
-  onSend: (body) => outbox.submit(body),
+  canSendEmpty: () => files.ready().length > 0,
+  onSend: (body) => {
+    outbox.submit(body, files.ready());
+    files.clear();
+  },
   onTyping: () => socket.isJoined(slug) && socket.send({ type: "typing", room: slug }),
 });
 
@@ -338,6 +352,7 @@ setupRoomTools({
 timeline.scroller.addEventListener("scroll", () => markRead(), { passive: true });
 roomList.start();
 input.focus();
+setupImageViewer($("messages"));
 
 socket.connect(); // the handshake overlaps the history request
 const roomSeq = Number(document.querySelector(`.sidebar [data-room="${CSS.escape(slug)}"]`)?.dataset.seq ?? 0);
