@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_moderation'),
+        ('chat', '0006_fill_message_html'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
