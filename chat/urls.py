@@ -7,4 +7,5 @@ urlpatterns = [
     path("rooms/<slug:slug>/", views.room, name="room"),
     path("accounts/signup/", views.signup, name="signup"),
     path("healthz", views.healthz, name="healthz"),
+    path("notifications/unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

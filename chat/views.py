@@ -4,13 +4,14 @@ import asyncio
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import csrf_exempt
 
-from . import protocol, rules, selectors
+from . import protocol, rules, selectors, services
 from .backends import ChatModelBackend
 from .forms import SignupForm
 
@@ -29,6 +30,20 @@ def room(request, slug):
     rooms = selectors.rooms_visible_to(user=request.user).order_by("slug")
     # The page learns the caller's rights here (the menu offers moderation only to moderators).
     return render(request, "chat/room.html", {"room": access.room, "access": access, "rooms": rooms})
+
+
+@csrf_exempt  # the signed token is the credential (and mail clients' one-click POST has no CSRF token)
+def unsubscribe(request, token):
+    """The link in every digest email: GET asks, POST turns the user's email notifications
+    off, with no login (the token is signed for that user, services.unsubscribe_token())."""
+    user_id = services.unsubscribe_user_id(token)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    done = False
+    if user is not None and request.method == "POST":
+        services.preferences_update(user_id=user.pk, email_notifications=False)
+        done = True
+    context = {"valid": user is not None, "done": done, "username": user.username if user else ""}
+    return render(request, "chat/unsubscribe.html", context, status=200 if user is not None else 400)
 
 
 def signup(request):

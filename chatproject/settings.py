@@ -194,6 +194,7 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["d
 # EMAIL_URL: smtp://user:password@host:port (smtp+tls://, smtps:// …); consolemail:// prints
 # every email to the worker's output, the default in development.
 vars().update(env.email_url("EMAIL_URL", default="consolemail://" if not PRODUCTION else "smtp://localhost:25"))
+EMAIL_TIMEOUT = 10  # seconds: an SMTP server that hangs fails the digest, which is sent later
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chat@localhost")
 # Seconds a notification waits unread before it is emailed (PROTOCOL.md 7's delay); also
 # the least time between two digests to one user.

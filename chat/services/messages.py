@@ -22,6 +22,7 @@ from .. import protocol, realtime, rules
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
 from .log import log_message_delete
+from .notifications import notify_for_posted
 
 _PRUNE_EVERY = 100
 
@@ -309,6 +310,8 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, str]]) -
         RoomEvent.objects.bulk_create(
             [RoomEvent(room_id=m.room_id, seq=m.seq, kind=protocol.MESSAGE, message=m) for m in messages]
         )
+        # Mentions, DMs (and, once replies are wired, reply_roots=): stored with the posts.
+        notify_for_posted(messages=messages)
         for room_id, items in by_room.items():
             seqs = [stored[i].seq for i, _room, _body in items]
             _prune_events(room_id, seqs[0], seqs[-1])
@@ -355,6 +358,8 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "edited_at"])
         _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
+        # Those the edit newly mentions (the unique constraint keeps one per user and message).
+        notify_for_posted(messages=[message])
     return message
 
 
