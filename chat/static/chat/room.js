@@ -13,6 +13,8 @@ import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
 import { setupMessageMenu } from "./msgmenu.js";
 import { setupUserCards } from "./usercard.js";
+import { Notifications, jumpFromHash } from "./notifications.js";
+import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -127,7 +129,10 @@ function markRead() {
   readTimer = setTimeout(() => {
     const seq = socket.lastSeq(slug);
     if (document.hidden || !timeline.pinned || !socket.isJoined(slug) || seq === null || seq <= readSent) return;
-    if (socket.send({ type: "read", room: slug, seq })) readSent = seq;
+    if (socket.send({ type: "read", room: slug, seq })) {
+      readSent = seq;
+      notifications.read(slug, seq);
+    }
   }, 800);
 }
 
@@ -138,6 +143,7 @@ function noteUnseen(msg) {
 }
 
 function onFrame(frame) {
+  notifications.onFrame(frame);
   switch (frame.type) {
     case "joined":
       presence.set(frame.online ?? []);
@@ -227,8 +233,12 @@ startTicker(chat);
 const refreshBadges = watchUnreadBadges({ skip: slug });
 setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnline(username) });
 setupMessageMenu({ root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true" });
+const notifications = new Notifications({ slug, me });
+highlightMentions({ list: $("messages"), me });
+setupMentionAutocomplete({ form: $("composer"), input: $("composer-input"), slug, me });
 
 socket.connect(); // the handshake overlaps the history request
 const since = await loadLatest();
 socket.join(slug, since);
 if (history.hasMoreBefore && timeline.scroller.scrollHeight <= timeline.scroller.clientHeight) loadOlder();
+jumpFromHash();
