@@ -575,33 +575,38 @@ class UserEventMessage(TypedDict):
     event: UserEvent
 
 
-class UserNotificationsMessage(TypedDict):
-    """The notifications of one message: ``items`` are [user id, notification id, kind, created_at];
-    ``origin`` is the publishing hub's channel (it delivered them itself) or None."""
+class NotificationsOfMessage(TypedDict):
+    """The notifications one message made: ``items`` are [user id, notification id, kind, created_at]."""
 
-    type: str
-    origin: str | None
     room: str
     message: MessageShape
     items: list[list]
 
 
-def user_notifications_message(
-    *, origin: str | None, room: str, message: MessageShape, items: list[list]
-) -> UserNotificationsMessage:
-    return {"type": USER_NOTIFICATIONS, "origin": origin, "room": room, "message": message, "items": items}
+class UserNotificationsMessage(TypedDict):
+    """The notifications of one commit (one or more messages); ``origin`` is the publishing
+    hub's channel (it delivered them itself) or None."""
+
+    type: str
+    origin: str | None
+    notes: list[NotificationsOfMessage]
 
 
-def user_notifications_texts(message: UserNotificationsMessage, user_ids) -> dict[int, str]:
-    """The encoded ``notification`` frame of each item whose user is in ``user_ids``."""
-    texts = {}
-    for user_id, notification_id, kind, created_at in message["items"]:
-        if user_id in user_ids:
-            payload = notification_payload(
-                id=notification_id, kind=kind, room=message["room"], message=message["message"],
-                created_at=created_at, read=False,
-            )
-            texts[user_id] = encode(notification_frame(notification=payload))
+def user_notifications_message(*, origin: str | None, notes: list[NotificationsOfMessage]) -> UserNotificationsMessage:
+    return {"type": USER_NOTIFICATIONS, "origin": origin, "notes": notes}
+
+
+def user_notifications_texts(message: UserNotificationsMessage, user_ids) -> list[tuple[int, str]]:
+    """(user id, encoded ``notification`` frame) of each item whose user is in ``user_ids``, in order."""
+    texts = []
+    for note in message["notes"]:
+        for user_id, notification_id, kind, created_at in note["items"]:
+            if user_id in user_ids:
+                payload = notification_payload(
+                    id=notification_id, kind=kind, room=note["room"], message=note["message"],
+                    created_at=created_at, read=False,
+                )
+                texts.append((user_id, encode(notification_frame(notification=payload))))
     return texts
 
 

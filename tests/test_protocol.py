@@ -215,13 +215,13 @@ def test_the_checker_refuses_a_frame_off_the_protocol():
 
 def test_a_user_notifications_message_makes_the_frames_of_its_users_only(message):
     """What a hub receives for a message notifying three users, one of them with a socket here."""
-    payload = protocol.user_notifications_message(
-        origin=None, room="general2", message=protocol.message_payload(message),
-        items=[[1, 11, "mention", "2026-11-26T09:00:00.123456Z"], [2, 12, "room", "2026-11-26T09:00:00.123456Z"]],
-    )
+    payload = protocol.user_notifications_message(origin=None, notes=[{
+        "room": "general2", "message": protocol.message_payload(message),
+        "items": [[1, 11, "mention", "2026-11-26T09:00:00.123456Z"], [2, 12, "room", "2026-11-26T09:00:00.123456Z"]],
+    }])
     texts = protocol.user_notifications_texts(json.loads(json.dumps(payload)), {2, 3})
-    assert list(texts) == [2]
-    wire = check("notification", texts[2])
+    assert [user_id for user_id, _ in texts] == [2]
+    wire = check("notification", texts[0][1])
     assert (wire["notification"]["id"], wire["notification"]["kind"], wire["notification"]["read"]) == (12, "room", False)
 
 

@@ -350,7 +350,7 @@ class Hub:
                     await self._deliver_presence(key, payload["user"], payload["online"])
                 elif kind == "notifications":
                     texts = protocol.user_notifications_texts(payload, self.users.keys())
-                    for user_id, text in texts.items():
+                    for user_id, text in texts:
                         for socket in list(self.users.get(user_id, ())):
                             await _each(socket.send_text(text))
                 elif kind == "ephemeral":

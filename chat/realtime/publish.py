@@ -47,17 +47,15 @@ def user_event_publish(*, user_id: int, event: UserEvent) -> None:
     _publish(user_group(user_id), protocol.user_event_message(user_id=user_id, event=event))
 
 
-def user_notifications_publish(*, room: str, message: protocol.MessageShape, items: list[list]) -> None:
-    """Send the ``notification`` frames of one message to every socket of each notified user.
+def user_notifications_publish(*, notes: list[protocol.NotificationsOfMessage]) -> None:
+    """Send the ``notification`` frames of committed notifications to every socket of each
+    notified user (``notes``: one per message, see protocol.NotificationsOfMessage).
 
-    ``items``: [user id, notification id, kind, created_at] for each. One layer message to
-    every process (HUBS_GROUP), however many users; each hub delivers to the users it has
-    sockets of, and this process's hub delivers its own at once.
+    One layer message to every process (HUBS_GROUP), however many users and messages; each
+    hub delivers to the users it has sockets of, and this process's hub its own at once.
     """
     hub = current_hub()
-    payload = protocol.user_notifications_message(
-        origin=hub.channel if hub is not None else None, room=room, message=message, items=items
-    )
+    payload = protocol.user_notifications_message(origin=hub.channel if hub is not None else None, notes=notes)
     _publish(HUBS_GROUP, payload, local=("notifications", None, payload) if hub is not None else None)
 
 

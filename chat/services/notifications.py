@@ -96,7 +96,8 @@ def notify_for_posted(
     if not rows:
         return []
     created = Notification.objects.bulk_create(rows)
-    transaction.on_commit(lambda: notifications_deliver(created))
+    # robust: the messages are stored whatever happens to their delivery (logged, not raised).
+    transaction.on_commit(lambda: notifications_deliver(created), robust=True)
     return created
 
 
@@ -167,15 +168,17 @@ def notifications_deliver(notifications: Sequence[Notification]) -> None:
     """Send each committed notification to every open socket of its user, then schedule
     the email digests of those who have none (chat.services.digests).
 
-    One layer message per notified message, whatever the number of users.
+    One layer message for them all, whatever the number of users and messages.
     """
     by_message: dict[int, list[Notification]] = {}
     for notification in notifications:
         by_message.setdefault(notification.message_id, []).append(notification)
+    notes = []
     for group in by_message.values():
         message = group[0].message
         items = [[n.user_id, n.pk, n.kind, protocol.timestamp(n.created_at)] for n in group]
-        realtime.user_notifications_publish(room=message.room.slug, message=protocol.message_payload(message), items=items)
+        notes.append({"room": message.room.slug, "message": protocol.message_payload(message), "items": items})
+    realtime.user_notifications_publish(notes=notes)
     digests_schedule(user_ids={n.user_id for n in notifications})
 
 
