@@ -349,3 +349,60 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.name}"
+
+
+# --- mentions and notifications (PROTOCOL.md 7) ------------------------------------------
+
+
+class Notification(models.Model):
+    """A message that concerns a user: a mention, a DM, a reply to them, an ``@room``.
+
+    At most one per (user, message), whatever edits follow. ``seq`` is the message's (which
+    never changes), so moving a read position marks its notifications read without a join.
+    ``emailed_at`` is set by the digest that emailed it (chat.tasks), never twice.
+    """
+
+    class Kind(models.TextChoices):
+        MENTION = "mention"
+        DM = "dm"
+        REPLY = "reply"
+        ROOM = "room"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="notifications")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "message"], name="notification_user_message")]
+        indexes = [
+            # The inbox (newest first, keyset on id) and the digest's "unread, not emailed".
+            models.Index(fields=["user", "read_at", "id"], name="notification_user_unread"),
+            # Marking read up to a seq, and the unread count per room.
+            models.Index(fields=["user", "room", "seq"], name="notification_user_room_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.message_id} for {self.user_id}"
+
+
+class UserPreferences(models.Model):
+    """A user's settings and the state of their email digests; a missing row is the defaults.
+
+    ``digest_due_at``: when the digest task scheduled for the user runs (null: none is);
+    ``digested_at``: when the last digest was sent (at most one per CHAT_NOTIFY_EMAIL_DELAY).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="chat_preferences"
+    )
+    email_notifications = models.BooleanField(default=True)
+    digest_due_at = models.DateTimeField(null=True, blank=True)
+    digested_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user_id}"

@@ -47,6 +47,7 @@ PRESENCE = "presence"
 KICKED = "kicked"
 ERROR = "error"
 PONG = "pong"
+NOTIFICATION = "notification"
 
 # Error codes (PROTOCOL.md 3.4).
 BAD_JSON = "bad_json"
@@ -352,7 +353,7 @@ def websocket_text_frame(payload: bytes) -> bytes:
 # TypedDict of its frame type; FRAME_BUILDERS maps every frame type to its builder
 # (tests/test_protocol.py holds them against PROTOCOL.md 3.2). TypedDicts are plain dicts at
 # run time, so a builder costs one call over the literal it replaces and encode() is unchanged.
-# The frames of sections 7-9 (notification, notice) are not built yet.
+# The frames of section 9 (notice) are not built yet.
 
 
 class Author(TypedDict):
@@ -501,6 +502,24 @@ class PongFrame(TypedDict):
     ref: NotRequired[str]
 
 
+class NotificationShape(TypedDict):
+    """NOTIFICATION of PROTOCOL.md 7: a message that concerns the user, and why."""
+
+    id: int
+    kind: str  # "mention" | "dm" | "reply" | "room"
+    room: str
+    message: MessageShape
+    created_at: str | None
+    read: bool
+
+
+class NotificationFrame(TypedDict):
+    """``notification``: to every open socket of the user, whatever rooms it joined."""
+
+    type: str
+    notification: NotificationShape
+
+
 def message_frame(*, seq: int, message) -> MessageFrame:
     """The ``message`` event of ``message`` at ``seq`` (needs room and author loaded)."""
     return {"type": MESSAGE, "room": message.room.slug, "seq": seq, "message": message_payload(message)}
@@ -575,9 +594,30 @@ def pong_frame() -> PongFrame:
     return {"type": PONG}
 
 
+def notification_payload(
+    *, id: int, kind: str, room: str, message: MessageShape, created_at: datetime | str | None, read: bool
+) -> NotificationShape:
+    """NOTIFICATION, the one JSON shape of a notification (socket and REST)."""
+    when = created_at if isinstance(created_at, str) or created_at is None else timestamp(created_at)
+    return {"id": id, "kind": kind, "room": room, "message": message, "created_at": when, "read": read}
+
+
+def notification_shape(notification) -> NotificationShape:
+    """NOTIFICATION of a stored Notification (needs ``message__room`` and ``message__author`` loaded)."""
+    return notification_payload(
+        id=notification.pk, kind=notification.kind, room=notification.message.room.slug,
+        message=message_payload(notification.message), created_at=notification.created_at,
+        read=notification.read_at is not None,
+    )
+
+
+def notification_frame(*, notification: NotificationShape) -> NotificationFrame:
+    return {"type": NOTIFICATION, "notification": notification}
+
+
 ServerFrame = (
-    MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame | PresenceFrame
-    | ReadFrame | KickedFrame | ErrorFrame | PongFrame
+    MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame
+    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame
 )
 
 FRAME_BUILDERS = {
@@ -594,6 +634,7 @@ FRAME_BUILDERS = {
     KICKED: kicked_frame,
     ERROR: error_frame,
     PONG: pong_frame,
+    NOTIFICATION: notification_frame,
 }
 
 _ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}
@@ -617,6 +658,10 @@ ROOM_EVENT = "room.event"  # committed room events, each with its seq and encode
 ROOM_EPHEMERAL = "room.ephemeral"  # an unnumbered frame for the room's sockets: typing
 ROOM_PRESENCE = "room.presence"  # a user came online or went offline in a room
 USER_EVENT = "user.event"  # something for every socket of one user
+# Committed notifications of one message, to every hub (group HUBS_GROUP): each hub sends
+# the frames of the users it has sockets of (its per-user index), so a message notifying 50
+# users costs one layer message per process, not 50.
+USER_NOTIFICATIONS = "user.notifications"
 HEALTH_CHECK = "healthz"  # sent by /healthz to a channel of its own, to see the layer answer
 
 RoomEphemeralMessage = TypedDict(
@@ -669,6 +714,41 @@ class UserEventMessage(TypedDict):
     event: UserEvent
 
 
+class NotificationsOfMessage(TypedDict):
+    """The notifications one message made: ``items`` are [user id, notification id, kind, created_at]."""
+
+    room: str
+    message: MessageShape
+    items: list[list]
+
+
+class UserNotificationsMessage(TypedDict):
+    """The notifications of one commit (one or more messages); ``origin`` is the publishing
+    hub's channel (it delivered them itself) or None."""
+
+    type: str
+    origin: str | None
+    notes: list[NotificationsOfMessage]
+
+
+def user_notifications_message(*, origin: str | None, notes: list[NotificationsOfMessage]) -> UserNotificationsMessage:
+    return {"type": USER_NOTIFICATIONS, "origin": origin, "notes": notes}
+
+
+def user_notifications_texts(message: UserNotificationsMessage, user_ids) -> list[tuple[int, str]]:
+    """(user id, encoded ``notification`` frame) of each item whose user is in ``user_ids``, in order."""
+    texts = []
+    for note in message["notes"]:
+        for user_id, notification_id, kind, created_at in note["items"]:
+            if user_id in user_ids:
+                payload = notification_payload(
+                    id=notification_id, kind=kind, room=note["room"], message=note["message"],
+                    created_at=created_at, read=False,
+                )
+                texts.append((user_id, encode(notification_frame(notification=payload))))
+    return texts
+
+
 def room_events_message(*, room_id: int, frames: list[RoomEventFrame], at: float) -> RoomEventsMessage:
     return {"type": ROOM_EVENT, "room": room_id, "events": [[f.seq, f.text] for f in frames], "t": at}
 
@@ -716,4 +796,7 @@ def health_check_message() -> HealthCheckMessage:
     return {"type": HEALTH_CHECK}
 
 
-LayerMessage = RoomEventsMessage | RoomEphemeralMessage | RoomPresenceMessage | UserEventMessage | HealthCheckMessage
+LayerMessage = (
+    RoomEventsMessage | RoomEphemeralMessage | RoomPresenceMessage | UserEventMessage | UserNotificationsMessage
+    | HealthCheckMessage
+)

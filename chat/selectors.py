@@ -10,7 +10,7 @@ from django.db.models import Case, Count, F, IntegerField, OuterRef, Prefetch, Q
 from django.db.models.functions import Coalesce
 
 from . import protocol
-from .models import Attachment, Membership, Message, Reaction, Room, RoomEvent
+from .models import Attachment, Membership, Message, Notification, Reaction, Room, RoomEvent
 from .protocol import EVENTS_KEPT, REACTION_USERS_SHOWN
 
 
@@ -133,8 +133,9 @@ def room_resume(*, room_id: int, since: int | None) -> Resume:
 
 
 def rooms_for_user(*, user) -> QuerySet[Room]:
-    """rooms_visible_to(), each annotated with the user's ``role`` (None when not a member)
-    and ``unread``: messages by others above the member's read position, not deleted.
+    """rooms_visible_to(), each annotated with the user's ``role`` (None when not a member),
+    ``unread``: messages by others above the member's read position, not deleted, and
+    ``mentions``: the user's unread notifications in the room (all in the one query).
 
     A public room the user has not joined has no read position, so its ``unread`` is 0.
     """
@@ -147,13 +148,20 @@ def rooms_for_user(*, user) -> QuerySet[Room]:
         .annotate(n=Count("pk"))
         .values("n")
     )
+    mentions = (
+        Notification.objects.filter(user=user, room=OuterRef("pk"), read_at__isnull=True)
+        .order_by()
+        .values("room")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     return (
         rooms_visible_to(user=user)
         .annotate(
             role=Subquery(membership.values("role")[:1]),
             read_seq=Subquery(membership.values("read_seq")[:1]),
         )
-        .annotate(unread=Coalesce(Subquery(unread), 0))
+        .annotate(unread=Coalesce(Subquery(unread), 0), mentions=Coalesce(Subquery(mentions), 0))
     )
 
 
@@ -166,6 +174,28 @@ def rooms_for_sidebar(*, user) -> QuerySet[Room]:
 def message_seq(*, room: Room, message_id: int) -> int | None:
     """The seq of the room's message ``message_id``, or None when the room has no such message."""
     return Message.objects.filter(room=room, pk=message_id).values_list("seq", flat=True).first()
+
+
+NOTIFICATIONS_LIMIT_DEFAULT = 50
+NOTIFICATIONS_LIMIT_MAX = 200
+
+
+def notifications_page(*, user, unread: bool = False, before: int | None = None, limit: int = NOTIFICATIONS_LIMIT_DEFAULT) -> tuple[list[Notification], bool]:
+    """The user's notifications newest first (keyset on id: those with id < ``before``),
+    only the unread ones if ``unread``; return (page, whether older ones exist)."""
+    found = Notification.objects.filter(user=user)
+    if unread:
+        found = found.filter(read_at__isnull=True)
+    if before is not None:
+        found = found.filter(pk__lt=before)
+    page = list(
+        found.select_related("message__room", "message__author")
+        .prefetch_related(Prefetch("message__attachments", to_attr=protocol.LOADED_ATTACHMENTS))
+        .order_by("-pk")[: limit + 1]
+    )
+    # Each MESSAGE as it stands now (reply roots, reactions), for a fixed number of queries.
+    message_state_attach([n.message for n in page])
+    return page[:limit], len(page) > limit
 
 
 def room_members(*, room: Room) -> QuerySet[Membership]:

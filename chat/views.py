@@ -5,14 +5,15 @@ import asyncio
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.views.decorators.csrf import csrf_exempt
 
-from . import protocol, rules, selectors
+from . import protocol, rules, selectors, services
 from .backends import ChatModelBackend
 from .forms import SignupForm
 
@@ -48,6 +49,20 @@ def room(request, slug):
 def favicon(request):
     """Browsers ask for /favicon.ico whatever the page links: send them to the SVG icon."""
     return redirect(static("chat/favicon.svg"), permanent=True)
+
+
+@csrf_exempt  # the signed token is the credential (and mail clients' one-click POST has no CSRF token)
+def unsubscribe(request, token):
+    """The link in every digest email: GET asks, POST turns the user's email notifications
+    off, with no login (the token is signed for that user, services.unsubscribe_token())."""
+    user_id = services.unsubscribe_user_id(token)
+    user = get_user_model().objects.filter(pk=user_id).first() if user_id is not None else None
+    done = False
+    if user is not None and request.method == "POST":
+        services.preferences_update(user_id=user.pk, email_notifications=False)
+        done = True
+    context = {"valid": user is not None, "done": done, "username": user.username if user else ""}
+    return render(request, "chat/unsubscribe.html", context, status=200 if user is not None else 400)
 
 
 def signup(request):

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
     "chat",
 ]
 
@@ -225,6 +227,22 @@ if CHAT_S3_BUCKET:
             "file_overwrite": False,
         },
     }
+
+# --- Background work and email (docs/deployment.md#the-tasks-worker) ------------------
+
+# Django's Tasks API (the django-tasks backport): tasks are rows in the database, run by
+# `manage.py db_worker` (./run starts one beside the server; deploy/worker tasks in production).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}}
+# EMAIL_URL: smtp://user:password@host:port (smtp+tls://, smtps:// …); consolemail:// prints
+# every email to the worker's output, the default in development.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://" if not PRODUCTION else "smtp://localhost:25"))
+EMAIL_TIMEOUT = 10  # seconds: an SMTP server that hangs fails the digest, which is sent later
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chat@localhost")
+# Seconds a notification waits unread before it is emailed (PROTOCOL.md 7's delay); also
+# the least time between two digests to one user.
+CHAT_NOTIFY_EMAIL_DELAY = env.float("CHAT_NOTIFY_EMAIL_DELAY", default=600.0)
+# The address links in emails start with (no request to take it from in a worker).
+CHAT_SITE_URL = env.str("CHAT_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # --- Auth, sessions -------------------------------------------------------------------
 

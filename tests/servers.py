@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,33 @@ def servers(
     cfg = config(redis_url=redis_url, extra_env=extra_env, server=server, extra_flags=extra_flags)
     with harness.running(count, cfg, log_dir=log_dir) as started:
         yield started
+
+
+def tasks_worker_config(*, extra_env: dict | None = None) -> harness.Config:
+    """``manage.py db_worker`` (the tasks worker ./run and deploy/worker start) on the test
+    database, polling every 0.1 s; ``extra_env`` wins over the defaults."""
+    return harness.Config(
+        "command",
+        command=lambda _port: [sys.executable, "manage.py", "db_worker", "--no-reload", "--no-startup-delay",
+                               "--interval", "0.1", "-v", "2"],
+        database_url=test_database_url(),
+        env={"DJANGO_SETTINGS_MODULE": "chatproject.settings", **(extra_env or {})},
+        health=None,
+        name="tasks",
+    )
+
+
+def start_tasks_worker(*, log_dir: Path, extra_env: dict | None = None) -> Server:
+    """One tasks worker (see tasks_worker_config()), once it polls for tasks; stop() it after."""
+    worker = harness.Process(tasks_worker_config(extra_env=extra_env), log_dir).start()
+
+    def polling() -> bool:
+        if not worker.alive():
+            raise RuntimeError(f"the tasks worker exited: {worker.log_text()}")
+        return "Starting worker" in worker.log_text()
+
+    harness.wait_for(polling, 30, "the tasks worker")
+    return worker
 
 
 async def sigterm_drain(server: Server, sockets) -> tuple[list[int | None], bool, int, float]:

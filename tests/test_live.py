@@ -109,7 +109,8 @@ async def test_a_dm_is_private_to_its_two_people(ann_cookie, user, other):
     assert (await eve_sock.join(slug))["code"] == "not_found"
     ann = await joined(ann_cookie, slug)
     await post(other, "just us", "dm1", slug=slug)
-    assert (await ann.recv())["message"]["body"] == "just us"
+    # (ann's socket also gets the DM's `notification` frame: docs/protocol.md, notifications)
+    assert (await ann.recv_until("message"))["message"]["body"] == "just us"
 
 
 async def test_a_new_member_s_sockets_are_told_of_the_room_with_a_read_frame(ann_cookie, bob_cookie, user, other):

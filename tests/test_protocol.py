@@ -90,7 +90,13 @@ FRAMES = {
     "error": {"code": ERROR_CODES, "detail": STR, "retry_after": Sometimes(NUMBER), "ref": REF},
     "pong": {"ref": REF},
 }
-PENDING = {"notification": "section 7", "notice": "section 9"}
+# NOTIFICATION of section 7.
+NOTIFICATION = {
+    "id": INT, "kind": OneOf("mention", "dm", "reply", "room"), "room": STR, "message": MESSAGE,
+    "created_at": "time", "read": BOOL,
+}
+FRAMES["notification"] = {"notification": NOTIFICATION}
+PENDING = {"notice": "section 9"}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:
@@ -175,6 +181,13 @@ def samples(message: Message) -> dict[str, list]:
             protocol.error_frame(protocol.RATE_LIMITED, "Slow down.", ref="r2", retry_after=2.5),
         ],
         "pong": [protocol.pong_frame()],
+        "notification": [
+            protocol.notification_frame(notification=protocol.notification_payload(
+                id=9, kind=kind, room="general2", message=protocol.message_payload(message),
+                created_at=message.created_at, read=False,
+            ))
+            for kind in ("mention", "dm", "reply", "room")
+        ],
     }
 
 
@@ -239,6 +252,18 @@ def test_the_checker_refuses_a_frame_off_the_protocol():
     assert mismatches({k: v for k, v in good.items() if k != "id"}, FRAMES["ack"])
     assert mismatches({**good, "message_id": 1}, FRAMES["ack"])
     assert mismatches({"type": "error", "code": "oops", "detail": ""}, FRAMES["error"])
+
+
+def test_a_user_notifications_message_makes_the_frames_of_its_users_only(message):
+    """What a hub receives for a message notifying three users, one of them with a socket here."""
+    payload = protocol.user_notifications_message(origin=None, notes=[{
+        "room": "general2", "message": protocol.message_payload(message),
+        "items": [[1, 11, "mention", "2026-11-26T09:00:00.123456Z"], [2, 12, "room", "2026-11-26T09:00:00.123456Z"]],
+    }])
+    texts = protocol.user_notifications_texts(json.loads(json.dumps(payload)), {2, 3})
+    assert [user_id for user_id, _ in texts] == [2]
+    wire = check("notification", texts[0][1])
+    assert (wire["notification"]["id"], wire["notification"]["kind"], wire["notification"]["read"]) == (12, "room", False)
 
 
 # --- events between processes --------------------------------------------------------------

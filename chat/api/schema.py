@@ -143,6 +143,33 @@ THREAD_PAGE_SCHEMA = {
 }
 THREAD_PAGE = {"$ref": "#/components/schemas/ThreadPage"}
 
+NOTIFICATION_SCHEMA = {
+    "type": "object",
+    "description": "NOTIFICATION (docs/protocol.md, Notifications): a message that concerns the caller, and why.",
+    "properties": {
+        "id": {"type": "integer", "format": "int64"},
+        "kind": {"type": "string", "enum": ["mention", "dm", "reply", "room"]},
+        "room": {"type": "string", "description": "The room's slug."},
+        "message": MESSAGE,
+        "created_at": {"type": "string", "format": "date-time"},
+        "read": {"type": "boolean"},
+    },
+    "required": ["id", "kind", "room", "message", "created_at", "read"],
+    "additionalProperties": False,
+}
+NOTIFICATION = {"$ref": "#/components/schemas/Notification"}
+
+NOTIFICATIONS_PAGE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "results": {"type": "array", "items": NOTIFICATION, "description": "Newest first."},
+        "has_more": {"type": "boolean", "description": "Older ones exist (ask with `before` = the last id)."},
+    },
+    "required": ["results", "has_more"],
+    "additionalProperties": False,
+}
+NOTIFICATIONS_PAGE = {"$ref": "#/components/schemas/NotificationsPage"}
+
 _ERROR_TEXT = {
     400: "Invalid input (`invalid`).",
     401: "Not authenticated (`unauthenticated`).",
@@ -213,6 +240,8 @@ def add_components(result, generator, request, public):
     schemas["ThreadPage"] = THREAD_PAGE_SCHEMA
     schemas["Attachment"] = ATTACHMENT_SCHEMA
     result.setdefault("paths", {})["/api/v1/rooms/{slug}/uploads/"] = UPLOAD_OPERATION
+    schemas["Notification"] = NOTIFICATION_SCHEMA
+    schemas["NotificationsPage"] = NOTIFICATIONS_PAGE_SCHEMA
     # Every operation that takes a body answers a body it cannot parse with 415.
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

@@ -92,6 +92,10 @@ class RoomSerializer(serializers.ModelSerializer):
         "0 in a public room the caller has not joined.",
     )
 
+    mentions = serializers.IntegerField(
+        read_only=True, help_text="The caller's unread notifications in the room (mentions, DMs, replies, @room)."
+    )
+
     can_moderate = serializers.BooleanField(
         read_only=True,
         help_text="Whether the caller moderates the room (owner, room moderator or staff, not banned "
@@ -100,7 +104,7 @@ class RoomSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Room
-        fields = ["slug", "name", "topic", "private", "locked", "seq", "role", "can_moderate", "unread"]
+        fields = ["slug", "name", "topic", "private", "locked", "seq", "role", "can_moderate", "unread", "mentions"]
         read_only_fields = fields
 
 

@@ -8,7 +8,7 @@ from rest_framework.decorators import api_view, authentication_classes, permissi
 from .. import protocol
 from ..protocol import ChatError
 from . import live, uploads, views
-from . import moderation
+from . import moderation, notifications
 
 
 @extend_schema(exclude=True)
@@ -41,6 +41,9 @@ v1 = [
     path("messages/<int:message_id>/reactions/<str:emoji>/", views.MessageReactionView.as_view(),
          name="api-message-reaction"),
     path("messages/<int:message_id>/report/", moderation.MessageReportView.as_view(), name="api-message-report"),
+    path("notifications/", notifications.NotificationsView.as_view(), name="api-notifications"),
+    path("notifications/read/", notifications.NotificationsReadView.as_view(), name="api-notifications-read"),
+    path("me/", notifications.MeView.as_view(), name="api-me"),
 ]
 
 urlpatterns = [

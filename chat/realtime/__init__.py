@@ -4,15 +4,15 @@ server processes. The only package that talks to the channel layer.
 - publish.py: what services call after commit (room_events_publish, user_event_publish, …).
 - hub.py: the per-process delivery engine: the process's channel, its groups, the sockets.
 - feed.py: one room's ordered, gap-free stream, and one socket's place in it.
-- presence.py: who is online in which room, across processes.
+- presence.py: who is online in which room (and who has any socket open), across processes.
 
 The messages between processes and the frames for sockets are built in chat.protocol.
 """
 
 from .feed import RoomFeed, Subscription
 from .hub import Hub, Socket, ahub, current_hub, hub_stop, room_group, user_group
-from .presence import room_online
-from .publish import room_ephemeral_publish, room_events_publish, user_event_publish
+from .presence import room_online, users_connected
+from .publish import room_ephemeral_publish, room_events_publish, user_event_publish, user_notifications_publish
 
 __all__ = [
     "Hub",
@@ -28,4 +28,6 @@ __all__ = [
     "room_online",
     "user_event_publish",
     "user_group",
+    "user_notifications_publish",
+    "users_connected",
 ]

@@ -35,7 +35,7 @@ from ..db import db_call
 from ..protocol import RoomEventFrame, UserEvent
 from ..selectors import room_seq, room_seqs
 from .feed import RoomFeed, Subscription
-from .presence import HEARTBEAT, PresenceTracker, presence_store
+from .presence import ANYWHERE, HEARTBEAT, PresenceTracker, presence_store
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ def room_group(room_id: int) -> str:
 def user_group(user_id: int) -> str:
     """The channel-layer group of a user's events."""
     return f"chat.user.{user_id}"
+
+
+# Every hub's channel is in this group: what concerns many users at once (the notifications
+# of one message) is one layer message per process, sorted out by each hub's per-user index.
+HUBS_GROUP = "chat.hubs"
 
 
 class Socket(Protocol):
@@ -112,6 +117,8 @@ class Hub:
         self.channel = await self.layer.new_channel(prefix="chat-hub")
         for run in (self._receive, self._dispatch, self._publish, self._poll, self._refresh, self.presence.run, self._sweep):
             self.tasks.append(self.loop.create_task(run()))
+        if not self.local_only:
+            self.outbox.put_nowait(("add", HUBS_GROUP, None, None))
 
     # -- writers (any thread) --
 
@@ -199,6 +206,7 @@ class Hub:
     async def user_attach(self, socket: Socket) -> None:
         sockets = self.users.setdefault(socket.user_id, set())
         sockets.add(socket)
+        self.presence.count(ANYWHERE, socket.user_id, socket.username, +1)
         if len(sockets) == 1:
             await self._group("add", user_group(socket.user_id))
 
@@ -206,7 +214,9 @@ class Hub:
         sockets = self.users.get(socket.user_id)
         if sockets is None:
             return
-        sockets.discard(socket)
+        if socket in sockets:
+            sockets.discard(socket)
+            self.presence.count(ANYWHERE, socket.user_id, socket.username, -1)
         if not sockets:
             del self.users[socket.user_id]
             self.outbox.put_nowait(("discard", user_group(socket.user_id), None, None))
@@ -260,6 +270,8 @@ class Hub:
 
     def _announce(self, room_id: int, username: str, online: bool) -> None:
         """Tell every process (this one at once) that the user came online or went offline."""
+        if room_id == ANYWHERE:
+            return  # a record for the email digests, not a room's presence
         message = protocol.room_presence_message(room_id=room_id, user=username, online=online)
         self.publish(room_group(room_id), message, local=("presence", room_id, message))
 
@@ -321,6 +333,9 @@ class Hub:
                 self.inbox.put_nowait(("presence", message["room"], message))
             elif kind == protocol.USER_EVENT:
                 self.inbox.put_nowait(("user", message["user"], message["event"]))
+            elif kind == protocol.USER_NOTIFICATIONS and message.get("origin") != self.channel:
+                # (The publishing hub delivered its own at once.)
+                self.inbox.put_nowait(("notifications", None, message))
 
     async def _dispatch(self) -> None:
         """Apply inbox items one at a time: this is what keeps each feed in order."""
@@ -333,6 +348,11 @@ class Hub:
                         await feed.accept(payload)
                 elif kind == "presence":
                     await self._deliver_presence(key, payload["user"], payload["online"])
+                elif kind == "notifications":
+                    texts = protocol.user_notifications_texts(payload, self.users.keys())
+                    for user_id, text in texts:
+                        for socket in list(self.users.get(user_id, ())):
+                            await _each(socket.send_text(text))
                 elif kind == "ephemeral":
                     feed = self.feeds.get(key)
                     for sub in list(feed.subs) if feed is not None else ():
@@ -370,6 +390,8 @@ class Hub:
             await asyncio.sleep(REFRESH_HEALTHY if self.layer_ok else REFRESH_UNHEALTHY)
             self.layer_ok = True
             groups = [room_group(r) for r in self.feeds] + [user_group(u) for u in self.users]
+            if not self.local_only:
+                groups.append(HUBS_GROUP)
             for group in groups:
                 self.outbox.put_nowait(("add", group, None, None))
 

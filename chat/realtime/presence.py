@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT = 4.0  # seconds between renewals (and sweeps)
 TTL = 15.0  # an entry not renewed for this long is gone
+# The pseudo-room of "has a socket open at all", whatever rooms it joined (room ids start
+# at 1): the hub counts every socket of a user here, so the email digests (chat.services.
+# digests) can ask whether a user is away, from any process.
+ANYWHERE = 0
 
 _ADD = """
 -- KEYS[1] user's process set, KEYS[2] room's user set; ARGV: now, expiry, process, member, ttl
@@ -230,6 +234,31 @@ def presence_store() -> LocalPresence | RedisPresence:
 # The store the newest hub of this process holds when there is no Redis: room_online reads it,
 # so this module needs no import of the hub (the hub imports presence, never the other way).
 _local: LocalPresence | None = None
+
+
+def users_connected(*, users: list[tuple[int, str]]) -> set[int]:
+    """The ids of ``users`` ((id, username) pairs) with a socket open in any server process.
+
+    With Redis this is every process's record. Without it only this process's sockets are
+    known: a process without a hub (the tasks worker) sees nobody.
+    """
+    if not users:
+        return set()
+    now = time.time()
+    if settings.REDIS_URL:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                for user_id, username in users:
+                    pipe.zcount(f"{RedisPresence.PREFIX}{ANYWHERE}:u:{_member(user_id, username)}", now, "+inf")
+                counts = pipe.execute()
+        finally:
+            client.close()
+        return {user_id for (user_id, _), count in zip(users, counts) if count}
+    if _local is None:
+        return set()
+    members = dict(_local.rooms.get(ANYWHERE, {}))
+    return {user_id for user_id, username in users if members.get(_member(user_id, username), 0) > now}
 
 
 def room_online(*, room_id: int) -> list[str]:

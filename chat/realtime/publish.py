@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from .. import metrics, protocol
 from ..protocol import RoomEventFrame, UserEvent
-from .hub import current_hub, room_group, user_group
+from .hub import HUBS_GROUP, current_hub, room_group, user_group
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,18 @@ def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None =
 def user_event_publish(*, user_id: int, event: UserEvent) -> None:
     """Send ``event`` (protocol.close_event(), kick_event(), read_event()) to every socket of the user."""
     _publish(user_group(user_id), protocol.user_event_message(user_id=user_id, event=event))
+
+
+def user_notifications_publish(*, notes: list[protocol.NotificationsOfMessage]) -> None:
+    """Send the ``notification`` frames of committed notifications to every socket of each
+    notified user (``notes``: one per message, see protocol.NotificationsOfMessage).
+
+    One layer message to every process (HUBS_GROUP), however many users and messages; each
+    hub delivers to the users it has sockets of, and this process's hub its own at once.
+    """
+    hub = current_hub()
+    payload = protocol.user_notifications_message(origin=hub.channel if hub is not None else None, notes=notes)
+    _publish(HUBS_GROUP, payload, local=("notifications", None, payload) if hub is not None else None)
 
 
 def _publish(group: str, message: protocol.LayerMessage, local: tuple | None = None) -> None:

@@ -15,6 +15,15 @@ from .. import protocol, realtime, rules
 from ..models import Membership, Room
 from ..protocol import ChatError
 from .log import log_member_remove, log_room_lock, moderation_log_write  # noqa: F401
+# Mentions and notifications (PROTOCOL.md 7) and their email digests.
+from .digests import digest_run, digest_send, digests_recover, digests_schedule, unsubscribe_token, unsubscribe_user_id  # noqa: F401
+from .notifications import (  # noqa: F401
+    notifications_deliver,
+    notifications_mark_read,
+    notifications_read_upto,
+    notify_for_posted,
+    preferences_update,
+)
 
 # Messages and their room events (posting, group commit, edits, deletions, the rate).
 from .messages import (  # noqa: F401
@@ -52,9 +61,12 @@ def room_join(*, access: rules.RoomAccess, user) -> Membership | None:
     if access.role is not None:
         return None
     # A newcomer starts with nothing unread, as in Slack: the backlog is history, not news.
-    membership, _ = Membership.objects.get_or_create(
+    membership, created = Membership.objects.get_or_create(
         room=access.room, user=user, defaults={"read_seq": access.room.seq}
     )
+    if created:
+        # The new read position is the room's seq: what notified them here is read.
+        notifications_read_upto(user_id=user.pk, room_id=access.room.pk, seq=access.room.seq)
     return membership
 
 

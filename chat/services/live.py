@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from .. import protocol, realtime, rules
 from ..models import Membership, Room
 from ..protocol import ChatError
+from .notifications import notifications_read_upto
 
 DM_PREFIX = "dm-"
 
@@ -22,9 +23,13 @@ def read_mark(*, room: Room, user, seq: int, origin: str | None = None, door: ru
     access = rules.check_join(rules.room_access(user=user, room=room, door=door))
     room = access.room
     target = max(0, min(seq, room.seq))
+    joined = False
     if access.role is None:
-        Membership.objects.get_or_create(room=room, user=user, defaults={"read_seq": room.seq})
+        joined = Membership.objects.get_or_create(room=room, user=user, defaults={"read_seq": room.seq})[1]
     moved = Membership.objects.filter(room=room, user=user, read_seq__lt=target).update(read_seq=target)
+    if joined or moved:
+        # The read position reached these messages: their notifications are read too.
+        notifications_read_upto(user_id=user.pk, room_id=room.pk, seq=max(target, room.seq if joined else 0))
     if moved:
         event = protocol.read_event(room=room.slug, seq=target, origin=origin)
         transaction.on_commit(lambda: realtime.user_event_publish(user_id=user.pk, event=event))

@@ -25,6 +25,7 @@ from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
 from . import attachments
 from .log import log_message_delete
+from .notifications import notify_for_posted
 
 _PRUNE_EVERY = 100
 
@@ -392,6 +393,11 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
         Message.objects.filter(pk=root_id).update(
             reply_count=F("reply_count") + len(answers), last_reply_at=max(m.created_at for m in answers)
         )
+    # Mentions, DMs and replies: their notifications are stored with the posts.
+    notify_for_posted(
+        messages=messages,
+        reply_roots={stored[i].pk: root.author_id for i, _room, _rendered, root in accepted if root is not None},
+    )
     for room_id, items in by_room.items():
         seqs = [stored[item[0]].seq for item in items]
         _prune_events(room_id, seqs[0], seqs[-1])
@@ -457,6 +463,8 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
         message.save(update_fields=["body", "html", "mentions", "edited_at"])
         selectors.reactions_attach([message])
         _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
+        # Those the edit newly mentions (the unique constraint keeps one per user and message).
+        notify_for_posted(messages=[message])
     return message
 
 

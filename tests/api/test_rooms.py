@@ -28,7 +28,7 @@ def test_list_items_carry_the_documented_fields(ann, room):
     lobby = next(r for r in ann.get("/api/v1/rooms/").json() if r["slug"] == "lobby")
     assert lobby == {
         "slug": "lobby", "name": "lobby", "topic": "", "private": False, "locked": False,
-        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0,
+        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0, "mentions": 0,
     }
 
 
@@ -64,7 +64,7 @@ def test_create_makes_the_caller_owner(ann, user):
     assert response.status_code == 201
     assert response.json() == {
         "slug": "dev-team", "name": "Dev team", "topic": "", "private": True, "locked": False,
-        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0,
+        "seq": 0, "role": "owner", "can_moderate": True, "unread": 0, "mentions": 0,
     }
     room = Room.objects.get(slug="dev-team")
     assert room.owner == user

@@ -25,6 +25,8 @@ import { setupMessageMenu } from "./msgmenu.js";
 import { setupReactions } from "./reactions.js";
 import { setupThreads } from "./thread.js";
 import { setupUserCards } from "./usercard.js";
+import { Notifications, jumpFromHash } from "./notifications.js";
+import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -225,7 +227,10 @@ function markRead() {
   readTimer = setTimeout(() => {
     const seq = seenSeq();
     if (document.hidden || !socket.isJoined(slug) || seq === null || seq <= readSent) return;
-    if (socket.send({ type: "read", room: slug, seq })) readSent = seq;
+    if (socket.send({ type: "read", room: slug, seq })) {
+      readSent = seq;
+      notifications.read(slug, seq);
+    }
   }, 800);
 }
 
@@ -236,6 +241,7 @@ function noteUnseen(msg) {
 }
 
 function onFrame(frame) {
+  notifications.onFrame(frame);
   if (roomList.onFrame(frame)) return; // about another room of the list
   if (threads.onFrame(frame)) return; // replies, reactions and the thread panel (thread.js)
   switch (frame.type) {
@@ -336,6 +342,9 @@ setupUserCards({ root: $("messages"), me, isOnline: (username) => presence.isOnl
 const notify = setupMessageMenu({
   root: $("messages"), slug, me, canModerate: chat.dataset.canModerate === "true", onEdit: (node) => editor.start(node),
 });
+const notifications = new Notifications({ slug, me });
+highlightMentions({ list: $("messages"), me });
+setupMentionAutocomplete({ form: $("composer"), input: $("composer-input"), slug, me });
 setupSearch({
   form: $("search"), input: $("search-input"), panel: $("search-results"), slug, roomLabel: () => (dmWith ? `@${dmWith}` : `#${roomName}`),
   onOpen: openMessage,
@@ -378,3 +387,4 @@ if (at) highlight(at);
 socket.join(slug, since);
 markRead();
 if (history.hasMoreBefore && timeline.scroller.scrollHeight <= timeline.scroller.clientHeight) loadOlder();
+jumpFromHash();
