@@ -268,7 +268,7 @@ def test_history_costs_the_same_queries_with_replies_and_reactions(cast, django_
     for i in range(30):
         reply = post(cast["room"], cast["bob"], f"reply {i}", client_id=f"h{i}", reply_to=root.pk)
         services.reaction_add(message_id=reply.pk, user=cast["cid"], emoji="👍")
-    with django_assert_max_num_queries(3):  # the page, the far-side probe, the reactions
+    with django_assert_max_num_queries(4):  # the page, the far-side probe, the attachments, the reactions
         page = selectors.message_history(room=cast["room"], limit=50)
         payloads = [protocol.message_payload(m) for m in page.messages]
     assert all(mismatches(p, MESSAGE) == [] for p in payloads)
