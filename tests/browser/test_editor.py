@@ -10,7 +10,9 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Browsing
 from tests.browser.test_keys import seed
+from tests.browser.test_live_page import api
 from tests.browser.test_page import expect_messages, open_room, say
+from tests.factories import make_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -121,4 +123,26 @@ def test_a_copied_link_opens_the_room_at_the_message_far_back_in_history(
     expect(node).to_be_focused()
     # Contiguous up to the newest message, so live messages follow without a gap.
     expect(ann.locator("#messages .msg").last).to_contain_text("later chatter 149")
+    assert browsing.page_errors == []
+
+
+def test_the_edit_box_survives_the_message_changing_meanwhile(browsing: Browsing, chat_server, user, ann_cookie):
+    """An edit saved elsewhere (another tab, a program) re-renders the message: the open box and
+    what was typed in it stay."""
+    token = make_token(user)
+    ann = browsing.page(session=ann_cookie)
+    open_room(ann)
+    say(ann, "draft one")
+    expect_messages(ann, [("ann", "draft one")])
+    menu(ann, "draft one").get_by_role("menuitem", name="Edit").click()
+    box = ann.get_by_role("textbox", name="Edit your message")
+    box.fill("typed here, not saved yet")
+    message_id = ann.locator("#messages .msg").first.get_attribute("data-id")
+    status, _ = api(chat_server, token, "PATCH", f"messages/{message_id}/", {"body": "draft two"})
+    assert status == 200, status
+    expect(ann.locator("#messages .msg-body")).to_have_text(["draft two (edited)"])
+    expect(box).to_have_value("typed here, not saved yet")
+    expect(box).to_be_visible()
+    box.press("Enter")
+    expect_messages(ann, [("ann", "typed here, not saved yet (edited)")])
     assert browsing.page_errors == []

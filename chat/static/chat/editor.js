@@ -81,5 +81,12 @@ export function setupEditor({ timeline, composer, me }) {
     if (last && start(last)) event.preventDefault();
   });
 
-  return { start, close, isOpen: (node) => open?.node === node };
+  // The message was rebuilt (an edit or a reaction from elsewhere): keep the box, with what was typed.
+  const rerendered = (node) => {
+    if (open?.node === node && node.classList.contains("deleted")) close({ focusComposer: node.contains(document.activeElement) });
+    else if (open?.node === node && !node.contains(open.form)) node.querySelector(".msg-main")?.append(open.form);
+    else if (open?.node !== node) node.classList.remove("editing");
+  };
+
+  return { start, close, rerendered };
 }

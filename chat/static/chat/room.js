@@ -44,6 +44,7 @@ const pageTitle = document.title;
 
 const history = { ok: false, hasMoreBefore: false, loading: false, failedOlder: false };
 let unseen = 0;
+let editor = null; // set up below; the timeline asks it after each render
 let readSent = 0;
 let readTimer = null;
 
@@ -54,6 +55,7 @@ const timeline = new Timeline({
   me,
   onNearTop: () => loadOlder(),
   onPinned: (pinned) => pinned && markRead(),
+  onRender: (node) => editor?.rerendered(node),
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
 const socket = new ChatSocket({ onFrame, onStatus });
@@ -328,7 +330,7 @@ paintAccountAvatar();
 startTicker(chat);
 setupDrawer({ button: $("drawer-button"), drawer: $("rooms-nav") });
 const input = $("composer-input");
-const editor = setupEditor({ timeline, composer: input, me });
+editor = setupEditor({ timeline, composer: input, me });
 const roving = setupRovingFocus({
   list: $("messages"),
   composer: input,

@@ -11,8 +11,9 @@ const NEAR_TOP_PX = 300;
 const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)");
 
 export class Timeline {
-  constructor({ scroller, list, pill, me, onNearTop = () => {}, onPinned = () => {} }) {
-    Object.assign(this, { scroller, list, pill, me, onNearTop, onPinned });
+  /** `onRender(node)`: after a message element was (re)built, for what decorates it (the editor). */
+  constructor({ scroller, list, pill, me, onNearTop = () => {}, onPinned = () => {}, onRender = () => {} }) {
+    Object.assign(this, { scroller, list, pill, me, onNearTop, onPinned, onRender });
     this.nodes = new Map(); // id → element
     this.shown = new Map(); // id → MESSAGE as rendered
     // The socket's copy of a message is at least as new as any REST page fetched around
@@ -208,6 +209,7 @@ export class Timeline {
     renderMessage(node, msg, this.me);
     regroup(node);
     this.#decorate(node);
+    this.onRender(node);
   }
 
   #decorate(node) {
