@@ -37,6 +37,8 @@ import platform
 import resource
 import signal
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import loadgen
@@ -79,9 +81,22 @@ async def fanout(target: Target, label: str, *, clients: int, senders: int, args
     tally = Tally()
     room = "bench" if target.kind != "bare" else None
     peers, per_second = await loadgen.connect_peers(target, [room] * clients, tally)
+    share = args.react_share if target.kind == "project" else 0.0
+    seed = await asyncio.to_thread(_seed_message, target, room) if share else None
+
     async def run(rate: float) -> StepResult:
-        return await loadgen.run_step(target, peers, peers[:senders], tally, step=loadgen.next_step(), rate=rate,
-                                      duration=args.duration, lull=args.lull, lull_wait=args.lull_wait)
+        # With --react-share, reactions are that share of the room's events: toggles of 👍 on
+        # one message by the senders, each one `message.reacted` to every client (not counted
+        # as deliveries: the step measures what they cost the messages).
+        reacting = asyncio.create_task(
+            _reactions(peers[:senders], seed, rate * share / (1 - share), args.duration)
+        ) if share else None
+        try:
+            return await loadgen.run_step(target, peers, peers[:senders], tally, step=loadgen.next_step(), rate=rate,
+                                          duration=args.duration, lull=args.lull, lull_wait=args.lull_wait)
+        finally:
+            if reacting is not None:
+                reacting.cancel()
 
     if args.rates:  # fixed rates, no search (profiling)
         steps = []
@@ -98,6 +113,30 @@ async def fanout(target: Target, label: str, *, clients: int, senders: int, args
     await loadgen.close_peers(peers)
     return {"clients": clients, "senders": senders, "best": best, "steps": steps, "connects_per_s": per_second,
             "overload": overload}
+
+
+def _seed_message(target: Target, room: str) -> int:
+    """Post one message through the REST API (the first client's token); return its id."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{target.port}/api/v1/rooms/{room}/messages/",
+        data=json.dumps({"body": "react to me", "client_id": f"seed-{target.run_id}"}).encode(),
+        headers={"Authorization": f"Token {target.tokens[0]}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["id"]
+
+
+async def _reactions(senders, message_id: int, rate: float, duration: float) -> None:
+    """Send react/unreact toggles of 👍 on ``message_id`` at ``rate`` per second for ``duration`` s."""
+    on = [False] * len(senders)
+    start, total = time.monotonic(), int(rate * duration)
+    for k in range(total):
+        j = k % len(senders)
+        kind = b"unreact" if on[j] else b"react"
+        on[j] = not on[j]
+        senders[j].client.send_text(b'{"type":"%s","id":%d,"emoji":"\\ud83d\\udc4d"}' % (kind, message_id))
+        await asyncio.sleep(max(0.0, start + (k + 1) / rate - time.monotonic()))
 
 
 async def overload_step(target: Target, peers, senders, tally: Tally, label: str, steps: list[StepResult],
@@ -277,6 +316,8 @@ def parse_args(argv=None):
     p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/bench_chat"))
     p.add_argument("--project", default=str(servers.ROOT),
                    help="the project to measure (default: this checkout); e.g. a `git archive` of a commit")
+    p.add_argument("--react-share", type=float, default=0.0,
+                   help="fan-out runs: this share of the room's events are reactions (e.g. 0.1)")
     p.add_argument("--rates", default="", help="fixed messages/s steps instead of the search, e.g. 100,200")
     p.add_argument("--profile", action="store_true",
                    help="run project servers under py-spy; collapsed stacks go to WORK/profile-<server>-<run>.txt")
