@@ -148,6 +148,19 @@ def _site_ban(request):
     return apply
 
 
+# --- direct messages: not the admin's to browse -----------------------------------------
+#
+# A DM (Room.dm_key set) is a private conversation between two people. Staff moderate rooms, not
+# people's mail: DM rooms and their memberships are not listed, and of a DM's messages only those
+# someone reported are (through the report and in the message list). docs/decisions.md.
+
+
+def _reported_or_not_dm(queryset):
+    """``queryset`` (of messages) without the messages of DMs that nobody reported."""
+    reported = Report.objects.filter(message=OuterRef("pk"))
+    return queryset.filter(Q(room__dm_key__isnull=True) | Exists(reported))
+
+
 # --- rooms and memberships --------------------------------------------------------------
 
 
@@ -158,6 +171,9 @@ class RoomAdmin(ModeratorAdmin):
     search_fields = ["slug", "name", "owner__username"]
     list_select_related = ["owner"]
     actions = ["lock_rooms", "unlock_rooms"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(dm_key__isnull=True)
 
     def _set_locked(self, request, queryset, locked: bool, done: str) -> None:
         def call(room):
@@ -181,6 +197,9 @@ class MembershipAdmin(ModeratorAdmin):
     search_fields = ["user__username", "room__slug"]
     list_select_related = ["user", "room"]
     actions = ["mute_members", "ban_members", "ban_members_from_site"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(room__dm_key__isnull=True)
 
     @admin.action(description="Mute the selected members in their room…", permissions=["moderate"])
     def mute_members(self, request, queryset):
@@ -244,6 +263,9 @@ class ReplyInline(ReadOnlyInline):
     fields = readonly_fields = ["seq", "author", "body", "created_at", "deleted"]
     ordering = ["seq"]
 
+    def get_queryset(self, request):
+        return _reported_or_not_dm(super().get_queryset(request))
+
 
 class ReactionInline(ReadOnlyInline):
     model = Reaction
@@ -265,7 +287,7 @@ class MessageAdmin(ModeratorAdmin):
     actions = ["delete_messages", "restore_messages", "mute_authors", "ban_authors", "ban_authors_from_site"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
+        return _reported_or_not_dm(super().get_queryset(request)).annotate(
             _open_reports=Count("reports", filter=Q(reports__status=Report.Status.OPEN))
         )
 

@@ -440,3 +440,37 @@ def test_the_report_list_shows_the_whole_message_and_links_to_it_in_context(admi
     detail = admin_client.get(f"/admin/chat/report/{report_id}/change/").content.decode()
     assert "hide the &lt;b&gt;end&lt;/b&gt; of it." in detail
     assert f'href="/rooms/general/?m={message.pk}"' in detail
+
+
+# --- direct messages ----------------------------------------------------------------------
+
+
+def test_dms_are_not_in_the_admin_except_a_reported_message(admin_client, general, user, other):
+    dm, _ = services.dm_open(user=user, username=other.username)
+    public = services.message_post(room=general, author=user, body="public words", client_id="p1")[0]
+    private = services.message_post(room=dm, author=user, body="our private plans", client_id="d1")[0]
+    rude = services.message_post(room=dm, author=other, body="a rude dm", client_id="d2")[0]
+    reply = services.message_post(room=dm, author=user, body="unreported answer", client_id="d3", reply_to=rude.pk)[0]
+    services.message_report(message_id=rude.pk, reporter=user, reason="rude")
+
+    messages = admin_client.get("/admin/chat/message/").content.decode()
+    assert "public words" in messages and "a rude dm" in messages
+    assert "our private plans" not in messages and "unreported answer" not in messages
+    assert "our private plans" not in admin_client.get("/admin/chat/message/?q=private").content.decode()
+    for hidden in (private, reply):  # the admin answers "doesn't exist" (a redirect), not the page
+        assert admin_client.get(f"/admin/chat/message/{hidden.pk}/change/").status_code == 302
+    reported = admin_client.get(f"/admin/chat/message/{rude.pk}/change/")
+    assert reported.status_code == 200
+    assert "a rude dm" in reported.content.decode() and "unreported answer" not in reported.content.decode()
+    assert "a rude dm" in admin_client.get("/admin/chat/report/").content.decode()
+
+    rooms = admin_client.get("/admin/chat/room/").content.decode()
+    assert "general" in rooms and dm.slug not in rooms
+    assert admin_client.get(f"/admin/chat/room/{dm.pk}/change/").status_code == 302
+    Membership.objects.create(user=other, room=general)
+    memberships = admin_client.get("/admin/chat/membership/").content.decode()
+    assert "general" in memberships and dm.slug not in memberships
+
+    # An action posted with a hidden message's id does nothing to it.
+    admin_client.post("/admin/chat/message/", {"action": "delete_messages", "_selected_action": [private.pk, public.pk]})
+    assert not Message.objects.get(pk=private.pk).deleted and Message.objects.get(pk=public.pk).deleted
