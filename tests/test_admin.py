@@ -474,3 +474,35 @@ def test_dms_are_not_in_the_admin_except_a_reported_message(admin_client, genera
     # An action posted with a hidden message's id does nothing to it.
     admin_client.post("/admin/chat/message/", {"action": "delete_messages", "_selected_action": [private.pk, public.pk]})
     assert not Message.objects.get(pk=private.pk).deleted and Message.objects.get(pk=public.pk).deleted
+
+
+def test_staff_read_a_reported_private_message_in_context_in_the_admin(admin_client, staff, user, other, settings):
+    settings.CHAT_POST_RATE = "0"  # 30 messages at once
+    room = services.room_create(owner=user, slug="secret-plans", name="Secret plans", private=True)
+    Membership.objects.get_or_create(user=other, room=room)
+    posted = [services.message_post(room=room, author=user if i % 2 else other, body=f"line {i:02d}", client_id=f"c{i}")[0]
+              for i in range(30)]
+    target = posted[15]
+    services.message_report(message_id=target.pk, reporter=other, reason="look")
+
+    # The room page stays closed to staff who are not members; the admin's context page is the way.
+    assert admin_client.get(f"/rooms/{room.slug}/?m={target.pk}").status_code == 404
+    reports = admin_client.get("/admin/chat/report/").content.decode()
+    context_url = f"/admin/chat/message/{target.pk}/context/"
+    assert f'href="{context_url}"' in reports and f"/rooms/{room.slug}/" not in reports
+    assert f'href="{context_url}"' in admin_client.get(f"/admin/chat/message/{target.pk}/change/").content.decode()
+
+    page = admin_client.get(context_url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    shown = [f"line {i:02d}" for i in range(30) if f"line {i:02d}" in text]
+    assert shown == [f"line {i:02d}" for i in range(5, 26)]  # ten before, the message, ten after, in order
+    assert 'aria-current="true" data-message="%d"' % target.pk in text
+
+    # Not for staff without chat.moderate, nor for a hidden DM message.
+    plain = Client()
+    plain.force_login(make_user("clerk", is_staff=True))
+    assert plain.get(context_url).status_code == 403
+    dm, _ = services.dm_open(user=user, username=other.username)
+    secret = services.message_post(room=dm, author=user, body="just us", client_id="dm1")[0]
+    assert admin_client.get(f"/admin/chat/message/{secret.pk}/context/").status_code == 404
