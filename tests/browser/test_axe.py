@@ -90,3 +90,14 @@ def test_the_admins_report_list_and_message_pages_have_no_serious_violations(bro
         assert serious(mod) == [], path
     assert failures == [], failures
     assert browsing.page_errors == []
+
+
+def test_the_settings_page_has_no_serious_violations(browsing: Browsing, user, ann_cookie):
+    ann = browsing.page(session=ann_cookie)
+    failures = track_failures(ann)
+    ann.goto("/settings/")
+    ann.get_by_label("Display name").fill("Ann Lee")
+    ann.get_by_role("button", name="Save").click()
+    expect(ann.get_by_role("status")).to_have_text("Saved.")
+    assert serious(ann) == []
+    assert failures == [], failures
