@@ -16,10 +16,12 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Exists, OuterRef, Q
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -148,6 +150,19 @@ def _site_ban(request):
     return apply
 
 
+# --- direct messages: not the admin's to browse -----------------------------------------
+#
+# A DM (Room.dm_key set) is a private conversation between two people. Staff moderate rooms, not
+# people's mail: DM rooms and their memberships are not listed, and of a DM's messages only those
+# someone reported are (through the report and in the message list). docs/decisions.md.
+
+
+def _reported_or_not_dm(queryset):
+    """``queryset`` (of messages) without the messages of DMs that nobody reported."""
+    reported = Report.objects.filter(message=OuterRef("pk"))
+    return queryset.filter(Q(room__dm_key__isnull=True) | Exists(reported))
+
+
 # --- rooms and memberships --------------------------------------------------------------
 
 
@@ -158,6 +173,9 @@ class RoomAdmin(ModeratorAdmin):
     search_fields = ["slug", "name", "owner__username"]
     list_select_related = ["owner"]
     actions = ["lock_rooms", "unlock_rooms"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(dm_key__isnull=True)
 
     def _set_locked(self, request, queryset, locked: bool, done: str) -> None:
         def call(room):
@@ -181,6 +199,9 @@ class MembershipAdmin(ModeratorAdmin):
     search_fields = ["user__username", "room__slug"]
     list_select_related = ["user", "room"]
     actions = ["mute_members", "ban_members", "ban_members_from_site"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(room__dm_key__isnull=True)
 
     @admin.action(description="Mute the selected members in their room…", permissions=["moderate"])
     def mute_members(self, request, queryset):
@@ -244,6 +265,9 @@ class ReplyInline(ReadOnlyInline):
     fields = readonly_fields = ["seq", "author", "body", "created_at", "deleted"]
     ordering = ["seq"]
 
+    def get_queryset(self, request):
+        return _reported_or_not_dm(super().get_queryset(request))
+
 
 class ReactionInline(ReadOnlyInline):
     model = Reaction
@@ -259,15 +283,45 @@ class MessageAdmin(ModeratorAdmin):
                    "deleted", ReportedFilter]
     search_fields = ["body", "author__username"]
     list_select_related = ["room", "author"]
-    readonly_fields = ["room", "seq", "author", "body", "html", "client_id", "created_at", "edited_at", "deleted",
-                       "reply_to", "reply_count", "last_reply_at"]
+    readonly_fields = ["room", "seq", "author", "body", "context_link", "html", "client_id", "created_at", "edited_at",
+                       "deleted", "reply_to", "reply_count", "last_reply_at"]
     inlines = [ReplyInline, ReactionInline]
     actions = ["delete_messages", "restore_messages", "mute_authors", "ban_authors", "ban_authors_from_site"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(
+        return _reported_or_not_dm(super().get_queryset(request)).annotate(
             _open_reports=Count("reports", filter=Q(reports__status=Report.Status.OPEN))
         )
+
+    CONTEXT_EACH_SIDE = 10  # the context page shows this many messages before and after
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.context_view)
+        return [path("<int:message_id>/context/", view, name="chat_message_context"), *super().get_urls()]
+
+    def context_view(self, request, message_id: int):
+        """The message among the messages around it in its room, read-only: how staff see a
+        reported message in context without being members of a private room. A DM shows only
+        what is reported (the rule of get_queryset)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        message = get_object_or_404(self.get_queryset(request).select_related("room", "author"), pk=message_id)
+        around = _reported_or_not_dm(Message.objects.filter(room=message.room)).select_related("author")
+        before = around.filter(seq__lt=message.seq).order_by("-seq")[: self.CONTEXT_EACH_SIDE]
+        after = around.filter(seq__gt=message.seq).order_by("seq")[: self.CONTEXT_EACH_SIDE]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Message #{message.pk} in {message.room.slug}, in context",
+            "opts": self.model._meta,
+            "message": message,
+            "messages_around": [*reversed(before), message, *after],
+            "room_url": None if message.room.private else reverse("room", args=[message.room.slug]) + f"?m={message.pk}",
+        }
+        return TemplateResponse(request, "chat/admin/message_context.html", context)
+
+    @admin.display(description="in context")
+    def context_link(self, message: Message) -> str:
+        return format_html('<a href="{}">Read in context</a>', reverse("admin:chat_message_context", args=[message.pk]))
 
     @admin.display(description="body")
     def excerpt(self, message: Message) -> str:
@@ -442,9 +496,13 @@ class ReportAdmin(ModeratorAdmin):
 
     @admin.display(description="in context")
     def in_context(self, report: Report) -> str:
-        """The room page opened at the message (its permalink), with the messages around it."""
+        """The message among those around it, in the admin (staff need not be members of a
+        private room); for a public room also the room page opened at the message."""
+        admin_url = reverse("admin:chat_message_context", args=[report.message_id])
+        if report.message.room.private:
+            return format_html('<a href="{}">Read in context</a>', admin_url)
         url = reverse("room", args=[report.message.room.slug]) + f"?m={report.message_id}"
-        return format_html('<a href="{}">Open in the room</a>', url)
+        return format_html('<a href="{}">Read in context</a> · <a href="{}">Open in the room</a>', admin_url, url)
 
     @admin.display(boolean=True, description="deleted")
     def message_deleted(self, report: Report) -> bool:

@@ -19,3 +19,10 @@ class SignupForm(UserCreationForm):
                     "Text must not contain NUL characters or lone surrogates.", code="invalid"
                 )
         return super().clean()
+
+
+class ProfileForm(forms.Form):
+    """The settings page: the display name shown beside the username (empty for none)."""
+
+    name = forms.CharField(label="Display name", max_length=150, required=False,
+                           help_text="Shown on your messages' cards and in the header. People still @mention your username.")

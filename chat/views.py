@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import protocol, rules, selectors, services
 from .backends import ChatModelBackend
-from .forms import SignupForm
+from .forms import ProfileForm, SignupForm
 
 
 @login_required
@@ -63,6 +63,31 @@ def unsubscribe(request, token):
         done = True
     context = {"valid": user is not None, "done": done, "username": user.username if user else ""}
     return render(request, "chat/unsubscribe.html", context, status=200 if user is not None else 400)
+
+
+@login_required
+def settings_page(request):
+    """The user's display name (services.profile_update), on a page of its own."""
+    form = ProfileForm(request.POST or None, initial={"name": request.user.first_name})
+    saved = False
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.profile_update(user=request.user, name=form.cleaned_data["name"])
+        except protocol.ChatError as error:
+            form.add_error("name", str(error))
+        else:
+            saved = True
+            form = ProfileForm(initial={"name": request.user.first_name})
+    return render(request, "chat/settings.html", {"form": form, "saved": saved}, status=400 if form.errors else 200)
+
+
+@login_required
+def user_card(request, username):
+    """What the page's user card shows of an active user: {"username", "name"} ("" for none)."""
+    user = get_user_model().objects.filter(username=username, is_active=True).only("username", "first_name").first()
+    if user is None:
+        raise Http404
+    return JsonResponse({"username": user.username, "name": user.first_name})
 
 
 def signup(request):

@@ -440,3 +440,69 @@ def test_the_report_list_shows_the_whole_message_and_links_to_it_in_context(admi
     detail = admin_client.get(f"/admin/chat/report/{report_id}/change/").content.decode()
     assert "hide the &lt;b&gt;end&lt;/b&gt; of it." in detail
     assert f'href="/rooms/general/?m={message.pk}"' in detail
+
+
+# --- direct messages ----------------------------------------------------------------------
+
+
+def test_dms_are_not_in_the_admin_except_a_reported_message(admin_client, general, user, other):
+    dm, _ = services.dm_open(user=user, username=other.username)
+    public = services.message_post(room=general, author=user, body="public words", client_id="p1")[0]
+    private = services.message_post(room=dm, author=user, body="our private plans", client_id="d1")[0]
+    rude = services.message_post(room=dm, author=other, body="a rude dm", client_id="d2")[0]
+    reply = services.message_post(room=dm, author=user, body="unreported answer", client_id="d3", reply_to=rude.pk)[0]
+    services.message_report(message_id=rude.pk, reporter=user, reason="rude")
+
+    messages = admin_client.get("/admin/chat/message/").content.decode()
+    assert "public words" in messages and "a rude dm" in messages
+    assert "our private plans" not in messages and "unreported answer" not in messages
+    assert "our private plans" not in admin_client.get("/admin/chat/message/?q=private").content.decode()
+    for hidden in (private, reply):  # the admin answers "doesn't exist" (a redirect), not the page
+        assert admin_client.get(f"/admin/chat/message/{hidden.pk}/change/").status_code == 302
+    reported = admin_client.get(f"/admin/chat/message/{rude.pk}/change/")
+    assert reported.status_code == 200
+    assert "a rude dm" in reported.content.decode() and "unreported answer" not in reported.content.decode()
+    assert "a rude dm" in admin_client.get("/admin/chat/report/").content.decode()
+
+    rooms = admin_client.get("/admin/chat/room/").content.decode()
+    assert "general" in rooms and dm.slug not in rooms
+    assert admin_client.get(f"/admin/chat/room/{dm.pk}/change/").status_code == 302
+    Membership.objects.create(user=other, room=general)
+    memberships = admin_client.get("/admin/chat/membership/").content.decode()
+    assert "general" in memberships and dm.slug not in memberships
+
+    # An action posted with a hidden message's id does nothing to it.
+    admin_client.post("/admin/chat/message/", {"action": "delete_messages", "_selected_action": [private.pk, public.pk]})
+    assert not Message.objects.get(pk=private.pk).deleted and Message.objects.get(pk=public.pk).deleted
+
+
+def test_staff_read_a_reported_private_message_in_context_in_the_admin(admin_client, staff, user, other, settings):
+    settings.CHAT_POST_RATE = "0"  # 30 messages at once
+    room = services.room_create(owner=user, slug="secret-plans", name="Secret plans", private=True)
+    Membership.objects.get_or_create(user=other, room=room)
+    posted = [services.message_post(room=room, author=user if i % 2 else other, body=f"line {i:02d}", client_id=f"c{i}")[0]
+              for i in range(30)]
+    target = posted[15]
+    services.message_report(message_id=target.pk, reporter=other, reason="look")
+
+    # The room page stays closed to staff who are not members; the admin's context page is the way.
+    assert admin_client.get(f"/rooms/{room.slug}/?m={target.pk}").status_code == 404
+    reports = admin_client.get("/admin/chat/report/").content.decode()
+    context_url = f"/admin/chat/message/{target.pk}/context/"
+    assert f'href="{context_url}"' in reports and f"/rooms/{room.slug}/" not in reports
+    assert f'href="{context_url}"' in admin_client.get(f"/admin/chat/message/{target.pk}/change/").content.decode()
+
+    page = admin_client.get(context_url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    shown = [f"line {i:02d}" for i in range(30) if f"line {i:02d}" in text]
+    assert shown == [f"line {i:02d}" for i in range(5, 26)]  # ten before, the message, ten after, in order
+    assert 'aria-current="true" data-message="%d"' % target.pk in text
+
+    # Not for staff without chat.moderate, nor for a hidden DM message.
+    plain = Client()
+    plain.force_login(make_user("clerk", is_staff=True))
+    assert plain.get(context_url).status_code == 403
+    dm, _ = services.dm_open(user=user, username=other.username)
+    secret = services.message_post(room=dm, author=user, body="just us", client_id="dm1")[0]
+    assert admin_client.get(f"/admin/chat/message/{secret.pk}/context/").status_code == 404

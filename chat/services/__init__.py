@@ -230,6 +230,24 @@ def token_revoke(*, user) -> bool:
     return True
 
 
+# --- profiles ---------------------------------------------------------------------------
+
+DISPLAY_NAME_MAX = 150  # User.first_name's length
+
+
+def profile_update(*, user, name: str) -> str:
+    """Set the user's display name (User.first_name; "" for none) and return it, trimmed.
+
+    The username stays what @mentions and the protocol use; the name is only shown.
+    """
+    name = " ".join(name.split())
+    if len(name) > DISPLAY_NAME_MAX or not protocol.text_storable(name):
+        raise ChatError(protocol.INVALID, f"A display name is at most {DISPLAY_NAME_MAX} characters of text.")
+    user.first_name = name
+    user.save(update_fields=["first_name"])
+    return name
+
+
 # Writes of the live state live in their own module (read positions, direct messages).
 from .live import announce_membership, dm_open, read_mark  # noqa: E402,F401
 

@@ -1,15 +1,20 @@
 """Accessibility: axe-core (axe-playwright-python) finds no serious or critical violation on
-the rooms page and the room page (wide, phone, dark), and no page asks for a missing file."""
+the rooms page and the room page (wide, phone, dark) and the admin's report pages, and no page
+asks for a missing file."""
 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import Permission
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
+from chat import services
 from tests.browser.conftest import ARTIFACTS, Browsing
 from tests.browser.test_keys import PHONE_TALL, seed
 from tests.browser.test_page import open_room
+from tests.conftest import session_cookie
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -65,3 +70,34 @@ def test_the_rooms_page_and_the_room_page_have_no_serious_violations(
     ann.goto("/favicon.ico")  # browsers ask for it whatever the page links
     assert failures == [], failures
     assert browsing.page_errors == []
+
+
+def test_the_admins_report_list_and_message_pages_have_no_serious_violations(browsing: Browsing, general, user, other):
+    staff = make_user("mod", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="moderate", content_type__app_label="chat"))
+    message = services.message_post(room=general, author=other, body="Buy cheap watches at spam.example", client_id="s1")[0]
+    services.message_report(message_id=message.pk, reporter=user, reason="spam")
+    mod = browsing.page(session=session_cookie(staff))
+    failures = track_failures(mod)
+
+    for path, shows in [
+        ("/admin/chat/report/", "Buy cheap watches"),
+        (f"/admin/chat/message/{message.pk}/change/", "Buy cheap watches"),
+        (f"/admin/chat/message/{message.pk}/context/", "This message:"),
+    ]:
+        mod.goto(path)
+        expect(mod.locator("#content")).to_contain_text(shows)
+        assert serious(mod) == [], path
+    assert failures == [], failures
+    assert browsing.page_errors == []
+
+
+def test_the_settings_page_has_no_serious_violations(browsing: Browsing, user, ann_cookie):
+    ann = browsing.page(session=ann_cookie)
+    failures = track_failures(ann)
+    ann.goto("/settings/")
+    ann.get_by_label("Display name").fill("Ann Lee")
+    ann.get_by_role("button", name="Save").click()
+    expect(ann.get_by_role("status")).to_have_text("Saved.")
+    assert serious(ann) == []
+    assert failures == [], failures

@@ -9,6 +9,7 @@ import { fetchHistory } from "./api.js";
 import { setupAttachments, setupImageViewer } from "./attachments.js";
 import { RoomList } from "./badges.js";
 import { setupComposer } from "./composer.js";
+import { ConnectionBanner } from "./connection.js";
 import { dmPartner } from "./dm.js";
 import { setupDrawer } from "./drawer.js";
 import { setupEditor } from "./editor.js";
@@ -59,6 +60,7 @@ const timeline = new Timeline({
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
 const socket = new ChatSocket({ onFrame, onStatus });
+const connection = new ConnectionBanner({ banner, retry: () => socket.retryNow() });
 const threads = setupThreads({ chat, slug, me, socket, timeline });
 setupReactions({ me, socket });
 const roomList = new RoomList({ socket, me, current: slug });
@@ -300,16 +302,12 @@ function onFrame(frame) {
   }
 }
 
-function onStatus(status) {
-  if (status === "live") {
-    banner.hidden = true;
-    return;
-  }
+function onStatus(status, detail) {
+  connection.show(status, detail);
+  if (status === "live") return;
   outbox.disconnected();
   presence.unknown();
-  if (status === "connecting") showBanner("Connecting…");
-  else if (status === "reconnecting") showBanner("Reconnecting…", { tone: "warn" });
-  else if (status === "logged_out") {
+  if (status === "logged_out") {
     const login = `/accounts/login/?next=${encodeURIComponent(location.pathname)}`;
     showBanner("You're logged out: your session has ended.", { tone: "danger", link: { href: login, text: "Log in again" } });
     composer.disable("Log in again to send messages");

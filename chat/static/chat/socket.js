@@ -21,7 +21,9 @@ export function defaultUrl() {
 export class ChatSocket {
   /**
    * onFrame(frame): every server frame that survives the seq check.
-   * onStatus(status): "connecting" | "reconnecting" | "live" | "logged_out" | "banned".
+   * onStatus(status, detail): "connecting" | "reconnecting" (an attempt is under way) |
+   * "offline" (waiting out the backoff; detail.retryAt is when the next attempt starts, in
+   * Date.now() milliseconds) | "live" | "logged_out" | "banned".
    */
   constructor({ url = defaultUrl(), onFrame = () => {}, onStatus = () => {} } = {}) {
     Object.assign(this, { url, onFrame, onStatus });
@@ -141,9 +143,15 @@ export class ChatSocket {
       this.onStatus(code === CLOSE_BANNED ? "banned" : "logged_out");
       return;
     }
-    this.onStatus(this.everOpened ? "reconnecting" : "connecting");
     const delay = code === CLOSE_FLOODED ? FLOODED_WAIT_MS * (1 + Math.random() / 2) : this.#backoff();
     this.retryTimer = setTimeout(() => this.connect(), delay);
+    this.onStatus("offline", { retryAt: Date.now() + delay });
+  }
+
+  /** Start the next attempt now instead of waiting out the backoff (a "Retry now" button). */
+  retryNow() {
+    if (this.stopped || this.ws || this.retryTimer === null) return;
+    this.connect(); // keeps `attempt`: a retry that fails again waits a little longer
   }
 
   // Exponential backoff with "equal jitter", so many clients dropped at once don't

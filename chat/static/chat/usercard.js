@@ -14,6 +14,7 @@ export function setupUserCards({ root, me, isOnline = () => false }) {
   document.body.append(card);
   let invoker = null;
   let closedAt = 0;
+  const names = new Map(); // username → display name ("" for none), for this page's life
 
   const open = (button) => {
     const username = button.dataset.user ?? button.textContent.trim();
@@ -35,6 +36,26 @@ export function setupUserCards({ root, me, isOnline = () => false }) {
     card.showPopover();
     place(button);
     card.querySelector("button")?.focus();
+    showName(username);
+  };
+
+  // The display name (settings page) comes after the card opens: the card is useful without it.
+  const showName = async (username) => {
+    let name = names.get(username);
+    if (name === undefined) {
+      try {
+        const response = await fetch(`/users/${encodeURIComponent(username)}/card/`, { credentials: "same-origin" });
+        name = response.ok ? (await response.json()).name ?? "" : "";
+      } catch {
+        return; // offline: the username alone
+      }
+      names.set(username, name);
+    }
+    const line = card.querySelector(".user-card-name");
+    if (!name || card.getAttribute("aria-label") !== username || !line) return;
+    line.textContent = name;
+    line.after(h("p", { class: "user-card-username" }, `@${username}`));
+    card.setAttribute("aria-label", `${name} (@${username})`);
   };
 
   const place = (button) => {

@@ -1,0 +1,45 @@
+"""A display name in a real Chromium: set on /settings/, shown in the header and on the user
+card beside the username, which stays what @mentions use."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Browsing, in_db_thread
+from tests.browser.test_keys import seed
+from tests.browser.test_page import open_room
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_display_name_set_in_settings_shows_in_the_header_and_the_user_card(
+    browsing: Browsing, general, user, other, ann_cookie, bob_cookie
+):
+    seed(general, user, ["Release notes are up"])
+    ann = browsing.page(session=ann_cookie)
+    ann.goto("/")
+    ann.locator(".account-name").click()
+    expect(ann).to_have_url(f"{browsing.base_url}/settings/")
+    ann.get_by_label("Display name").fill("  Ann   Lee ")
+    ann.get_by_role("button", name="Save").click()
+    expect(ann.get_by_role("status")).to_have_text("Saved.")
+    expect(ann.get_by_label("Display name")).to_have_value("Ann Lee")
+    expect(ann.locator(".account-name")).to_have_text("Ann Lee")
+    ann.get_by_label("Display name").fill("x" * 151)  # the browser stops at maxlength: post it by hand
+    status = ann.evaluate("""async () => {
+        const body = new URLSearchParams({ name: "x".repeat(151),
+          csrfmiddlewaretoken: document.querySelector("[name=csrfmiddlewaretoken]").value });
+        return (await fetch("/settings/", { method: "POST", body })).status;
+    }""")
+    assert status == 400
+    assert in_db_thread(lambda: type(user).objects.get(pk=user.pk).first_name) == "Ann Lee"
+
+    bob = browsing.page(session=bob_cookie)
+    open_room(bob)
+    bob.locator("#messages button.msg-author", has_text="ann").first.click()
+    card = bob.locator(".user-card")
+    expect(card.locator(".user-card-name")).to_have_text("Ann Lee")
+    expect(card.locator(".user-card-username")).to_have_text("@ann")
+    expect(card.get_by_role("button", name="Message ann")).to_be_visible()
+    assert browsing.page_errors == []
