@@ -238,16 +238,40 @@ def test_a_refused_change_takes_no_seq(cast):
 # --- room-level changes: the actor's access is read under the room's lock -------------------
 
 
-def _demote_while_holding_lock(room, moderator, hold: threading.Event, release: threading.Event):
-    """The owner demotes ``moderator`` in a transaction that keeps the room locked until ``release``."""
-    try:
-        with transaction.atomic():
-            rules.room_access(user=room.owner, room_id=room.pk, door=rules.Door.API, lock=True)
-            Membership.objects.filter(room=room, user=moderator).update(role=Membership.Role.MEMBER)
-            hold.set()
-            release.wait(10)
-    finally:
-        connection.close()
+def while_room_locked(room, change, act) -> list:
+    """Run ``act`` while another thread holds the room's lock in a transaction that makes
+    ``change`` (a callable) and commits it only once ``act`` has had time to wait on the lock
+    (PostgreSQL's row lock, SQLite's write lock); return [act's result or exception]."""
+    hold, release, outcome = threading.Event(), threading.Event(), []
+
+    def holder():
+        try:
+            with transaction.atomic():
+                rules.room_access(user=room.owner, room_id=room.pk, door=rules.Door.API, lock=True)
+                change()
+                hold.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def acting():
+        try:
+            outcome.append(act())
+        except Exception as exc:  # noqa: BLE001 - the test judges it
+            outcome.append(exc)
+        finally:
+            connection.close()
+
+    holding = threading.Thread(target=holder)
+    holding.start()
+    assert hold.wait(10)
+    waiting = threading.Thread(target=acting)
+    waiting.start()
+    waiting.join(0.5)  # it waits on the room's lock
+    release.set()
+    holding.join(10)
+    waiting.join(10)
+    return outcome
 
 
 @pytest.mark.parametrize("change", ["mute", "ban", "lock", "add member", "remove member"])
@@ -271,43 +295,13 @@ def test_moderator_demoted_meanwhile_is_refused(change):
         "add member": lambda: services.member_set(access=stale, actor=moderator, user=newcomer),
         "remove member": lambda: services.member_remove(access=stale, actor=moderator, user=target),
     }[change]
-    hold, release = threading.Event(), threading.Event()
-    owner_thread = threading.Thread(target=_demote_while_holding_lock, args=(room, moderator, hold, release))
-    owner_thread.start()
-    assert hold.wait(10)
-    outcome: list = []
-
-    def moderator_acts():
-        try:
-            outcome.append(act())
-        except Exception as exc:  # noqa: BLE001 - the test judges it
-            outcome.append(exc)
-        finally:
-            connection.close()
-
-    acting = threading.Thread(target=moderator_acts)
-    acting.start()
-    acting.join(0.5)  # it waits on the room's lock (PostgreSQL) or the write lock (SQLite)
-    release.set()
-    owner_thread.join(10)
-    acting.join(10)
+    demote = Membership.objects.filter(room=room, user=moderator).update
+    outcome = while_room_locked(room, lambda: demote(role=Membership.Role.MEMBER), act)
     assert len(outcome) == 1 and isinstance(outcome[0], ChatError) and outcome[0].code == "forbidden", outcome
     room.refresh_from_db()
     assert not room.locked
     assert ModerationLog.objects.filter(room=room).count() == 0
     assert set(Membership.objects.filter(room=room).values_list("user__username", flat=True)) == {"owner", "mod", "target"}
-
-
-def _mute_while_holding_lock(room, user, hold: threading.Event, release: threading.Event):
-    """A moderator mutes ``user`` in a transaction that keeps the room locked until ``release``."""
-    try:
-        with transaction.atomic():
-            rules.room_access(user=room.owner, room_id=room.pk, door=rules.Door.API, lock=True)
-            Mute.objects.create(room=room, user=user, created_by=room.owner)
-            hold.set()
-            release.wait(10)
-    finally:
-        connection.close()
 
 
 @pytest.mark.parametrize("change", ["post", "edit"])
@@ -324,26 +318,8 @@ def test_mute_committed_while_waiting_is_seen(change):
         "post": lambda: services.message_post(room=room, author=poster, body="hi", client_id="c1"),
         "edit": lambda: services.message_edit(message_id=message.pk, user=poster, body="changed"),
     }[change]
-    hold, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_mute_while_holding_lock, args=(room, poster, hold, release))
-    holder.start()
-    assert hold.wait(10)
-    outcome: list = []
-
-    def poster_acts():
-        try:
-            outcome.append(act())
-        except Exception as exc:  # noqa: BLE001 - the test judges it
-            outcome.append(exc)
-        finally:
-            connection.close()
-
-    acting = threading.Thread(target=poster_acts)
-    acting.start()
-    acting.join(0.5)
-    release.set()
-    holder.join(10)
-    acting.join(10)
+    mute = lambda: Mute.objects.create(room=room, user=poster, created_by=owner)  # noqa: E731
+    outcome = while_room_locked(room, mute, act)
     assert len(outcome) == 1 and isinstance(outcome[0], ChatError) and outcome[0].code == "muted", outcome
     assert list(Message.objects.filter(room=room).values_list("body", flat=True)) == ["first"]
 
