@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from chatproject import redis_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -142,15 +144,20 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer --------------------------------------------------------------------
 
+# One server, shards (comma-separated URLs) or Sentinel (redis+sentinel://…): chatproject/redis_url.py.
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
+    try:
+        _redis_hosts = redis_url.parse(REDIS_URL).layer_hosts(socket_timeout=15, socket_connect_timeout=2)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 # redis-py 8 defaults socket_timeout to 5 s, the same as channels-redis'
                 # blocking receive: idle receivers then fail (django/channels_redis#422).
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 15, "socket_connect_timeout": 2}],
+                "hosts": _redis_hosts,
                 "capacity": 10000,
                 # The hub re-adds its groups every 60 s, so memberships need not outlive
                 # the sockets (Daphne runs with --websocket_timeout -1); a short expiry

@@ -51,6 +51,7 @@ FILL_DELAY_LAYER = 0.5
 LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
 REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
+WATCH_INTERVAL = 2.0  # seconds between checks that no Redis shard lost this hub's groups
 
 TYPING_EVERY = 3.0  # seconds: at most one typing frame per user and room
 
@@ -100,6 +101,7 @@ class Hub:
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
+        self.layer_failed = asyncio.Event()  # set by a layer failure: the refresh runs soon
         self.layer_errors = 0  # channel-layer failures since start
         self.presence = PresenceTracker(presence_store(), announce=self._announce)
         self.started = loop.create_task(self._start())
@@ -119,6 +121,7 @@ class Hub:
             self.tasks.append(self.loop.create_task(run()))
         if not self.local_only:
             self.outbox.put_nowait(("add", HUBS_GROUP, None, None))
+            self.tasks.append(self.loop.create_task(self._watch_shards()))
 
     # -- writers (any thread) --
 
@@ -231,10 +234,12 @@ class Hub:
             await asyncio.wait_for(asyncio.shield(done), LAYER_TIMEOUT)
         except asyncio.TimeoutError:
             self.layer_ok = False
+            self.layer_failed.set()
             log.warning("channel layer: %s %s timed out; the database poll covers the room", op, group)
 
     def _layer_failed(self, what: str, exc: BaseException) -> None:
         self.layer_ok = False
+        self.layer_failed.set()
         self.layer_errors += 1
         metrics.LAYER_ERRORS.inc()
         log.warning("channel layer %s failed: %r", what, exc)
@@ -385,15 +390,48 @@ class Hub:
                 feed.poll_target = current if current > feed.seq else None
 
     async def _refresh(self) -> None:
-        """Re-join every group: channels-redis groups expire, and a restarted Redis is empty."""
+        """Re-join every group: channels-redis groups expire, and a restarted Redis (or shard)
+        is empty. Every REFRESH_HEALTHY, and REFRESH_UNHEALTHY after a layer failure (again
+        and again while the failures go on), not only once the current long wait ends."""
         while True:
-            await asyncio.sleep(REFRESH_HEALTHY if self.layer_ok else REFRESH_UNHEALTHY)
+            try:
+                await asyncio.wait_for(self.layer_failed.wait(), REFRESH_HEALTHY)
+            except asyncio.TimeoutError:
+                pass
+            else:
+                await asyncio.sleep(REFRESH_UNHEALTHY)
+            self.layer_failed.clear()
             self.layer_ok = True
             groups = [room_group(r) for r in self.feeds] + [user_group(u) for u in self.users]
             if not self.local_only:
                 groups.append(HUBS_GROUP)
             for group in groups:
                 self.outbox.put_nowait(("add", group, None, None))
+
+
+    async def _watch_shards(self) -> None:
+        """Find a Redis shard that came back empty. A shard that restarts (or is flushed)
+        drops this hub's groups without any error when the hub neither sends to it nor
+        receives from it at that moment (user groups often live on such a shard), and they
+        would stay gone until the next REFRESH_HEALTHY. So every WATCH_INTERVAL the hub
+        renews a marker key of its own on every shard; a marker that was set and is gone
+        means the shard lost its data: re-join the groups at once."""
+        if not hasattr(self.layer, "connection"):
+            return  # not channels-redis
+        key = f"chat:hub-marker:{self.channel}"
+        marked = [False] * self.layer.ring_size
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            for index in range(self.layer.ring_size):
+                try:
+                    previous = await self.layer.connection(index).set(key, 1, ex=int(REFRESH_HEALTHY * 5), get=True)
+                except Exception as exc:
+                    self._layer_failed(f"marker on shard {index}", exc)
+                    continue
+                if previous is None and marked[index]:
+                    log.warning("channel layer: shard %d lost its data (restarted?); re-joining groups", index)
+                    self.layer_failed.set()
+                marked[index] = True
 
 
 async def _each(sending) -> None:

@@ -19,9 +19,9 @@ import time
 import uuid
 from typing import Callable
 
-import redis
-import redis.asyncio
 from django.conf import settings
+
+from chatproject import redis_url
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class RedisPresence:
 
     def __init__(self, url: str):
         self.process = uuid.uuid4().hex
-        self.redis = redis.asyncio.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+        self.redis = redis_url.parse(url).client(asyncio=True, socket_timeout=5, socket_connect_timeout=2)
         self._add = self.redis.register_script(_ADD)
         self._remove = self.redis.register_script(_REMOVE)
         self._online = self.redis.register_script(_ONLINE)
@@ -246,7 +246,7 @@ def users_connected(*, users: list[tuple[int, str]]) -> set[int]:
         return set()
     now = time.time()
     if settings.REDIS_URL:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis_url.parse(settings.REDIS_URL).client(socket_timeout=2, socket_connect_timeout=2)
         try:
             with client.pipeline(transaction=False) as pipe:
                 for user_id, username in users:
@@ -264,7 +264,7 @@ def users_connected(*, users: list[tuple[int, str]]) -> set[int]:
 def room_online(*, room_id: int) -> list[str]:
     """Usernames online in the room in any process, for synchronous code (REST views)."""
     if settings.REDIS_URL:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis_url.parse(settings.REDIS_URL).client(socket_timeout=2, socket_connect_timeout=2)
         try:
             members = client.eval(_ONLINE, 1, f"{RedisPresence.PREFIX}{room_id}:users", time.time(), f"{RedisPresence.PREFIX}{room_id}:u:")
         finally:

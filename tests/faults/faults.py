@@ -15,8 +15,9 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 
+from harness import wait_for as harness_wait_for
 from tests.faults.cluster import Cluster, cluster, rss_bytes
-from tests.faults.load import Load, Member, Outcome, verify
+from tests.faults.load import Load, Member, Outcome, delivery_delays, verify
 
 MEMBERS = 20
 ROOMS = 4
@@ -63,12 +64,15 @@ def table(rows: list[Row]) -> str:
 
 
 def make_members(*, rate: float = RATE, members: int = MEMBERS, rooms: int = ROOMS) -> list[Member]:
-    """Users with tokens, public rooms f0…, member i in room f(i % rooms). Uses the ORM."""
+    """Users with tokens, public rooms f0…, each room's members spread over the workers. Uses the ORM."""
     from tests.factories import make_room, make_token, make_user
 
     users = [make_user(f"m{i:02d}") for i in range(members)]
     slugs = [make_room(owner=users[r], slug=f"f{r}").slug for r in range(rooms)]
-    return [Member(u.username, make_token(u), slugs[i % rooms], rate=rate) for i, u in enumerate(users)]
+    # Not i % rooms: nginx hands new sockets to the worker with the fewest (least_conn), so
+    # members connecting in turn alternate between two workers, and room i % 4 would have all
+    # its members on one worker, never testing delivery from one process to another.
+    return [Member(u.username, make_token(u), slugs[(i + i // rooms) % rooms], rate=rate) for i, u in enumerate(users)]
 
 
 def _room_seqs() -> dict[str, int]:
@@ -304,6 +308,72 @@ async def connect_churn(c: Cluster, load: Load, row: Row, *, connects: int = 100
         row.problems.append(f"a group has more members than there are workers: {groups}")
 
 
+async def redis_shard_down(c: Cluster, load: Load, row: Row) -> None:
+    """The first of two Redis shards (the one that also keeps presence) stopped for 10 s and
+    started again, empty; the layer hashes groups and channels over both."""
+    shard = c.redis_parts[0]
+    before = [_group_count(p) for p in c.redis_parts]
+    errors_before = _layer_errors(c)
+    down_at = time.monotonic()
+    shard.stop()
+    await asyncio.sleep(10)
+    shard.start()
+    returned_at = time.monotonic()
+    row.recover_s = await caught_up(load, 20)
+    # Until the hubs re-join their groups on the returned shard, the database poll delivers.
+    try:
+        await asyncio.to_thread(harness_wait_for, lambda: _group_count(shard) >= before[0], 10, "groups re-joined")
+    except RuntimeError:
+        row.problems.append("the hubs did not re-join their groups on the returned shard within 10 s")
+    row.notes.append(
+        f"shard down {returned_at - down_at:.1f} s; groups re-joined {time.monotonic() - returned_at:.1f} s after; reconnects {sum(m.connects for m in load.members) - len(load.members)}; "
+        f"groups per shard before {before}, after {[_group_count(p) for p in c.redis_parts]}; "
+        f"channel-layer errors in the workers {_layer_errors(c) - errors_before:.0f}; "
+        f"while down, {_late(load, down_at, returned_at)}"
+    )
+    if not before[0]:
+        row.problems.append("the stopped shard held no group: the fault tested nothing")
+    if row.recover_s > 10:
+        row.problems.append(f"caught up {row.recover_s:.1f} s after the shard returned (PROTOCOL.md: within 10 s)")
+
+
+def _late(load: Load, start: float, end: float) -> str:
+    """The delivery delays of messages acked in [start, end): a note for the table."""
+    delays = delivery_delays(load.members, start, end)
+    if not delays:
+        return "no delivery acked in the window"
+    p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return f"{len(delays)} deliveries acked in it: p50 {delays[len(delays) // 2] * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, worst {delays[-1] * 1000:.0f} ms after the ack"
+
+
+def _layer_errors(c: Cluster) -> float:
+    return sum(w.metrics().get("chat_channel_layer_errors_total", 0) for w in c.workers)
+
+
+def _group_count(redis) -> int:
+    return sum(1 for _ in redis.client().scan_iter("asgi:group:*"))
+
+
+async def sentinel_failover(c: Cluster, load: Load, row: Row) -> None:
+    """kill -9 of the Redis primary: the sentinels promote the replica, every process finds
+    the new primary through them, and the gap is filled from the database."""
+    primary, replica, sentinels = c.redis_parts[0], c.redis_parts[1], c.redis_parts[2:]
+    killed_at = time.monotonic()
+    primary.kill()
+    await asyncio.to_thread(
+        harness_wait_for, lambda: all(s.primary_port() == replica.port for s in sentinels), 30, "the failover"
+    )
+    promoted = time.monotonic() - killed_at
+    row.recover_s = await caught_up(load, 30)
+    row.notes.append(
+        f"replica promoted {promoted:.1f} s after the kill; caught up {row.recover_s:.1f} s after the promotion; "
+        f"reconnects {sum(m.connects for m in load.members) - len(load.members)}; "
+        f"until promoted, {_late(load, killed_at, killed_at + promoted)}"
+    )
+    if row.recover_s > 10:
+        row.problems.append(f"caught up {row.recover_s:.1f} s after the promotion (PROTOCOL.md: within 10 s)")
+
+
 def _churn_tokens(count: int) -> list[tuple[str, str]]:
     from tests.factories import make_token, make_user
 
@@ -337,7 +407,11 @@ FAULTS = {
     "sigterm": ("SIGTERM of one worker", sigterm_worker),
     "slow": ("a client stops reading", slow_client),
     "churn": ("1,000 connects, abrupt disconnects", connect_churn),
+    "shard": ("one of two Redis shards down 10 s", redis_shard_down),
+    "sentinel": ("Redis primary killed, Sentinel failover", sentinel_failover),
 }
+# The Redis each scenario needs (tests/faults/cluster.py _redis_topology); "single" otherwise.
+TOPOLOGY = {"shard": "shards", "sentinel": "sentinel"}
 
 
 def as_json(rows: list[Row]) -> str:

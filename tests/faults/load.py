@@ -37,11 +37,13 @@ class Member:
     small_rcvbuf: bool = False  # a tiny kernel receive buffer (the slow-client fault)
     # What happened to it:
     received: list[tuple[int, int]] = field(default_factory=list)  # (seq, message id), in arrival order
+    arrived_at: list[float] = field(default_factory=list)  # monotonic time of each of received
     last: int = 0
     sent: list[str] = field(default_factory=list)  # client_ids, in order of first send
     pending: dict[str, float] = field(default_factory=dict)  # client_id -> when last sent (0: not yet)
     sent_at: dict[str, float] = field(default_factory=dict)  # client_id -> when last sent, for latency
     acked: dict[str, tuple[int, int]] = field(default_factory=dict)  # client_id -> (id, seq)
+    acked_at: dict[int, float] = field(default_factory=dict)  # seq -> monotonic time of its ack
     replies: list[tuple[float, float, str]] = field(default_factory=list)  # (sent at, seconds to answer, answer)
     errors: Counter = field(default_factory=Counter)
     closes: list[int | None] = field(default_factory=list)
@@ -171,6 +173,7 @@ class Load:
         elif kind == "ack":
             client_id = frame["client_id"]
             member.acked[client_id] = (frame["id"], frame["seq"])
+            member.acked_at.setdefault(frame["seq"], time.monotonic())
             self._answered(member, client_id, "ack")
             member.pending.pop(client_id, None)
         elif kind == "error":
@@ -191,6 +194,7 @@ class Load:
 
     def _event(self, member: Member, seq: int, message_id: int) -> None:
         member.received.append((seq, message_id))
+        member.arrived_at.append(time.monotonic())
         member.last = max(member.last, seq)
 
     async def _read_history(self, member: Member, *, upto: int) -> None:
@@ -235,6 +239,23 @@ class Load:
                 member.sent.append(client_id)
                 member.pending[client_id] = 0.0
             await self._flush(member)
+
+
+def delivery_delays(members: list[Member], start: float, end: float) -> list[float]:
+    """Seconds from the ack of a message sent in [start, end) (monotonic) to its arrival at
+    each other member of its room: how late the fault made deliveries."""
+    acks: dict[tuple[str, int], float] = {}
+    for m in members:
+        for seq, at in m.acked_at.items():
+            if start <= at < end:
+                acks[(m.room, seq)] = at
+    delays = []
+    for m in members:
+        for (seq, _), arrived in zip(m.received, m.arrived_at):
+            acked = acks.get((m.room, seq))
+            if acked is not None:
+                delays.append(max(arrived - acked, 0.0))
+    return sorted(delays)
 
 
 @dataclass

@@ -4,7 +4,7 @@ exactly once, in seq order, and nothing else did."""
 
 import pytest
 
-from tests.faults.faults import FAULTS, run, table
+from tests.faults.faults import FAULTS, TOPOLOGY, run, table
 from tests.faults.load import Member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes, pytest.mark.faults]
@@ -23,6 +23,7 @@ def members(db):
 
 async def _run(name, members, tmp_path, **cluster_args):
     title, scenario = FAULTS[name]
+    cluster_args.setdefault("redis", TOPOLOGY.get(name, "single"))
     row = await run(title, scenario, members, tmp_path, **cluster_args)
     assert row.passed(), "\n" + table([row])
     return row
@@ -74,3 +75,15 @@ async def test_a_client_that_stops_reading_is_closed_and_resumes(members_with_a_
 @pytest.mark.timeout(240)
 async def test_connect_churn_leaves_no_ghosts(members, tmp_path):
     await _run("churn", members, tmp_path)
+
+
+@fault("shard")
+@pytest.mark.timeout(120)
+async def test_one_of_two_redis_shards_down_loses_nothing(members, tmp_path):
+    await _run("shard", members, tmp_path)
+
+
+@fault("sentinel")
+@pytest.mark.timeout(120)
+async def test_a_sentinel_failover_loses_nothing(members, tmp_path):
+    await _run("sentinel", members, tmp_path)
