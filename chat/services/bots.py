@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 import uuid
 
 from django.conf import settings
@@ -41,6 +42,7 @@ def validate_username(username: str) -> str:
     """Return ``username`` if it is valid and free, as signing up asks (Django's username
     rules, taken whatever the case); raise invalid otherwise."""
     protocol.validate_text(username, field="username")
+    username = unicodedata.normalize("NFKC", username)  # as signing up does (UsernameField)
     field = get_user_model()._meta.get_field("username")
     try:
         field.clean(username, None)
