@@ -2,12 +2,12 @@
 
 The secret in the URL is the credential: no session, no token, no CSRF. The body is
 Slack's: JSON `{"text": "…"}`, or a form with `payload=<that JSON>`. Errors have the API's
-JSON shape (chat.api.errors). It lives outside /api/, so the OpenAPI schema leaves it out;
-docs/protocol.md describes it.
+JSON shape (chat.api.errors).
 """
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes, throttle_classes
 from rest_framework.request import Request
@@ -15,6 +15,7 @@ from rest_framework.response import Response
 
 from .. import protocol, services
 from ..protocol import ChatError, message_payload
+from .schema import MESSAGE, errors
 
 
 def _text(request: Request) -> str:
@@ -36,6 +37,15 @@ def _text(request: Request) -> str:
     return text
 
 
+@extend_schema(
+    operation_id="hooks_post",
+    auth=[],
+    request={"application/json": {"type": "object", "properties": {"text": {"type": "string"}},
+                                  "required": ["text"]}},
+    responses={201: MESSAGE, **errors(400, 403, 404, 429, 503)},
+    description="Post `text` in the webhook's room as its bot, with the room's rules and CHAT_POST_RATE. "
+    "Also a form with `payload=<json>`, as Slack takes. 404 for an unknown or revoked secret.",
+)
 @api_view(["POST"])
 @authentication_classes([])
 @permission_classes([])
