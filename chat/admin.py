@@ -580,3 +580,44 @@ class ChatUserAdmin(UserAdmin):
     @admin.action(description="Lift the selected users' site bans", permissions=["moderate"])
     def lift_site_ban(self, request, queryset):
         _run(self, request, queryset, lambda u: services.site_ban_lift(actor=request.user, user=u), done="Lifted")
+
+
+# --- bots and incoming webhooks (PROTOCOL.md 9) ---------------------------------------------
+
+from .models import Bot, IncomingWebhook  # noqa: E402
+
+
+@admin.register(Bot)
+class BotAdmin(ModeratorAdmin):
+    list_display = ["user", "owner", "webhook", "created_at", "ended_at"]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username", "owner__username"]
+    list_select_related = ["user", "owner", "user__incoming_webhook"]
+    readonly_fields = ["user", "owner", "created_at", "ended_at"]
+    actions = ["end"]
+
+    @admin.display(description="webhook")
+    def webhook(self, bot: Bot) -> str:
+        hook = getattr(bot.user, "incoming_webhook", None)
+        return str(hook.name) if hook is not None else "—"
+
+    @admin.action(description="End the selected bots (tokens stop working, sockets close)", permissions=["moderate"])
+    def end(self, request, queryset):
+        self.run(request, queryset.select_related("user"),
+                 lambda bot: services.bot_end(actor=request.user, username=bot.user.username), done="Ended")
+
+
+@admin.register(IncomingWebhook)
+class IncomingWebhookAdmin(ModeratorAdmin):
+    list_display = ["name", "room", "bot", "created_by", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "room__slug", "bot__username"]
+    list_select_related = ["room", "bot", "created_by"]
+    readonly_fields = ["name", "room", "bot", "created_by", "created_at", "revoked_at"]
+    exclude = ["secret_hash"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected webhooks", permissions=["moderate"])
+    def revoke(self, request, queryset):
+        self.run(request, queryset, lambda hook: services.webhook_revoke(
+            webhook_id=hook.pk, actor=request.user, door=rules.Door.ADMIN), done="Revoked")

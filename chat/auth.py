@@ -58,7 +58,7 @@ def _token_user(key: str):
 
     if not _plausible_key(key):
         return AnonymousUser()
-    token = Token.objects.select_related("user").filter(key=key).first()
+    token = Token.objects.select_related("user__chat_bot").filter(key=key).first()
     if token is None or not token.user.is_active:
         return AnonymousUser()
     return token.user

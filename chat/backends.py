@@ -21,8 +21,8 @@ class ChatModelBackend(ModelBackend):
         return user
 
     def get_user(self, user_id):
-        # One query: the ban comes with the user (a reverse one-to-one join).
-        user = get_user_model()._default_manager.select_related("site_ban").filter(pk=user_id).first()
+        # One query: the ban and the bot flag come with the user (reverse one-to-one joins).
+        user = get_user_model()._default_manager.select_related("site_ban", "chat_bot").filter(pk=user_id).first()
         if user is None or not self.user_can_authenticate(user):
             return None
         ban = getattr(user, "site_ban", None)

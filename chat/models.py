@@ -406,3 +406,50 @@ class UserPreferences(models.Model):
 
     def __str__(self) -> str:
         return f"preferences of {self.user_id}"
+
+
+# --- bots and incoming webhooks (PROTOCOL.md 9) ---------------------------------------------
+
+
+class Bot(models.Model):
+    """Marks a user as a bot, owned by a person. A user is a bot from creation for ever: an
+    ended bot's user is deactivated (its messages stay, still a bot's), never turned into a
+    person. The user of an incoming webhook is a bot too (``IncomingWebhook.bot``).
+
+    Read as ``user.chat_bot`` (chat.protocol.is_bot): load it with the user
+    (select_related("author__chat_bot")) so that MESSAGE costs no query per author.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE, related_name="chat_bot"
+    )
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bots")
+    created_at = models.DateTimeField(auto_now_add=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "created_at"], name="bot_owner_created")]
+
+    def __str__(self) -> str:
+        return f"bot {self.user_id} of {self.owner_id}"
+
+
+class IncomingWebhook(models.Model):
+    """A URL that posts into one room as its own bot (``bot``). Only the SHA-256 of the
+    secret is kept (``secret_hash``, looked up by); the secret is shown once, at creation."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="incoming_webhooks")
+    bot = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="incoming_webhook")
+    name = models.CharField(max_length=100)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["room", "created_at"], name="incomingwebhook_room")]
+
+    def __str__(self) -> str:
+        return f"webhook {self.name} in {self.room_id}"

@@ -13,6 +13,8 @@ from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, NotRequired, TypedDict
 
+from django.core.exceptions import ObjectDoesNotExist
+
 SUBPROTOCOL = "chat.v1"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_REF = 64
@@ -239,9 +241,23 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def is_bot(user) -> bool:
+    """True if ``user`` is a bot (PROTOCOL.md 9): it has a ``chat_bot`` row (chat.models.Bot).
+
+    Free when the row came with the user (select_related("chat_bot"), as the loaders of
+    messages and the authentication backends do); otherwise one query.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    try:
+        return user.chat_bot is not None
+    except ObjectDoesNotExist:
+        return False
+
+
 def author_payload(user) -> Author:
-    """``author`` of MESSAGE (no user is a bot yet: PROTOCOL.md 9 is not built)."""
-    return {"id": user.pk, "username": user.username, "bot": False}
+    """``author`` of MESSAGE."""
+    return {"id": user.pk, "username": user.username, "bot": is_bot(user)}
 
 
 def message_reactions(message) -> list[ReactionShape]:

@@ -48,6 +48,7 @@ class RoomAccess:
     banned: bool
     muted: bool
     site_moderator: bool
+    bot: bool = False  # the caller is a bot (PROTOCOL.md 9): it acts only where it is a member
 
     @property
     def visible(self) -> bool:
@@ -68,8 +69,12 @@ class RoomAccess:
 
     @property
     def can_post(self) -> bool:
-        """Post and edit: may join, not muted, and the room not locked (moderators excepted)."""
-        return self.can_join and not self.muted and (not self.room.locked or self.can_moderate)
+        """Post and edit: may join, not muted, and the room not locked (moderators excepted);
+        a bot only as a member (public rooms too, once joined)."""
+        return (
+            self.can_join and not self.muted and (not self.room.locked or self.can_moderate)
+            and (not self.bot or self.role is not None)
+        )
 
     @property
     def can_grant_moderator(self) -> bool:
@@ -77,7 +82,7 @@ class RoomAccess:
         return self.can_moderate and (self.role == Role.OWNER or self.site_moderator)
 
 
-def _access(room: Room, *, door: Door, role: str | None, banned, muted, site_moderator: bool) -> RoomAccess:
+def _access(room: Room, *, door: Door, role: str | None, banned, muted, site_moderator: bool, bot: bool) -> RoomAccess:
     return RoomAccess(
         room=room,
         door=door,
@@ -85,6 +90,7 @@ def _access(room: Room, *, door: Door, role: str | None, banned, muted, site_mod
         banned=bool(banned),
         muted=bool(muted),
         site_moderator=site_moderator,
+        bot=bot,
     )
 
 
@@ -120,7 +126,7 @@ def room_access(
     if found is None:
         return None
     return _access(found, door=door, role=found._role, banned=found._banned, muted=found._muted,
-                   site_moderator=is_site_moderator(user))
+                   site_moderator=is_site_moderator(user), bot=protocol.is_bot(user))
 
 
 def room_access_locked(access: RoomAccess, user) -> RoomAccess:
@@ -172,6 +178,7 @@ def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) ->
             )
     params = [now, now] + [value for pair in pairs for value in pair]
     moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
+    bots = {user_id: protocol.is_bot(user) for user_id, user in users.items()}
     rooms = {(room.pk, room.pair_user): room for room in Room.objects.raw(sql, params)}
     accesses = {}
     for room_id, user, door in keys:
@@ -179,7 +186,7 @@ def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) ->
         if room is not None:
             accesses[room_id, user.pk, door] = _access(
                 room, door=door, role=room.pair_role, banned=room.pair_banned, muted=room.pair_muted,
-                site_moderator=moderators[user.pk],
+                site_moderator=moderators[user.pk], bot=bots[user.pk],
             )
     return accesses
 
@@ -201,6 +208,8 @@ def check_join(access: RoomAccess | None) -> RoomAccess:
 def check_post(access: RoomAccess | None) -> RoomAccess:
     """Posting and editing: visible, not banned, not muted, room not locked (moderators excepted)."""
     access = check_join(access)
+    if access.bot and access.role is None:
+        raise ChatError(protocol.FORBIDDEN, "A bot acts only in rooms it is a member of: join the room first.")
     if access.muted:
         raise ChatError(protocol.MUTED, "You are muted in this room.")
     if not access.can_post:  # what is left: the room is locked

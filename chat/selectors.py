@@ -31,7 +31,7 @@ def room_seqs(*, room_ids: list[int]) -> dict[int, int]:
 
 # What MESSAGE reads of a message's relations (protocol.message_payload), for select_related()
 # of one message; lists join the author only and attach the rest (message_state_attach).
-MESSAGE_RELATED = ("author", "reply_to__author")
+MESSAGE_RELATED = ("author__chat_bot", "reply_to__author__chat_bot")
 
 
 def reactions_of(*, message_ids) -> dict[int, list[protocol.ReactionShape]]:
@@ -80,8 +80,8 @@ def message_state_attach(messages) -> None:
     wanted = {m.reply_to_id for m in messages if m.reply_to_id is not None and not cached(m)}
     if wanted:
         roots = (
-            Message.objects.select_related("author")
-            .only("body", "deleted", "author__username", "author__id")
+            Message.objects.select_related("author__chat_bot")
+            .only("body", "deleted", "author__username", "author__id", "author__chat_bot__user")
             .in_bulk(wanted)
         )
         for message in messages:
@@ -95,7 +95,7 @@ def event_frames(*, room_id: int, after: int, upto: int) -> list[protocol.RoomEv
     (body, replies, reactions: a replayed `message.reacted` carries the current REACTIONS)."""
     events = list(
         RoomEvent.objects.filter(room_id=room_id, seq__gt=after, seq__lte=upto)
-        .select_related("message__room", "message__author")
+        .select_related("message__room", "message__author__chat_bot")
         .prefetch_related(Prefetch("message__attachments", to_attr=protocol.LOADED_ATTACHMENTS))
         .order_by("seq")
     )
@@ -189,7 +189,7 @@ def notifications_page(*, user, unread: bool = False, before: int | None = None,
     if before is not None:
         found = found.filter(pk__lt=before)
     page = list(
-        found.select_related("message__room", "message__author")
+        found.select_related("message__room", "message__author__chat_bot")
         .prefetch_related(Prefetch("message__attachments", to_attr=protocol.LOADED_ATTACHMENTS))
         .order_by("-pk")[: limit + 1]
     )
@@ -268,13 +268,13 @@ def message_history(
     if q and q.strip():
         messages = _matching(messages, q)
     if after is not None:
-        rows = list(messages.filter(seq__gt=after).select_related("author").prefetch_related(attachments).order_by("seq")[: limit + 1])
+        rows = list(messages.filter(seq__gt=after).select_related("author__chat_bot").prefetch_related(attachments).order_by("seq")[: limit + 1])
         has_more_after = len(rows) > limit
         rows = rows[:limit]
         has_more_before = messages.filter(seq__lte=after).exists()
     else:
         window = messages if before is None else messages.filter(seq__lt=before)
-        rows = list(window.select_related("author").prefetch_related(attachments).order_by("-seq")[: limit + 1])
+        rows = list(window.select_related("author__chat_bot").prefetch_related(attachments).order_by("-seq")[: limit + 1])
         has_more_before = len(rows) > limit
         rows = rows[:limit][::-1]
         has_more_after = before is not None and messages.filter(seq__gte=before).exists()
@@ -309,7 +309,7 @@ def message_thread(*, root: Message, after: int | None = None, limit: int = HIST
     if after is not None:
         replies = replies.filter(seq__gt=after)
     rows = list(
-        replies.select_related("author")
+        replies.select_related("author__chat_bot")
         .prefetch_related(Prefetch("attachments", to_attr=protocol.LOADED_ATTACHMENTS))
         .order_by("seq")[: limit + 1]
     )

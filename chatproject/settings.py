@@ -250,6 +250,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="chat@localhost")
 CHAT_NOTIFY_EMAIL_DELAY = env.float("CHAT_NOTIFY_EMAIL_DELAY", default=600.0)
 # The address links in emails start with (no request to take it from in a worker).
 CHAT_SITE_URL = env.str("CHAT_SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Bots a person may own at once (PROTOCOL.md 9; ended bots and webhooks' bots not counted).
+CHAT_BOTS_PER_OWNER = env.int("CHAT_BOTS_PER_OWNER", default=20)
 
 # --- Auth, sessions -------------------------------------------------------------------
 

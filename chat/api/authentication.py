@@ -12,4 +12,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
     def authenticate_credentials(self, key):
         if not (0 < len(key) <= 64 and key.isascii() and key.isalnum()):
             raise exceptions.AuthenticationFailed("Invalid token.")
-        return super().authenticate_credentials(key)
+        # DRF's own lookup, with the bot flag (PROTOCOL.md 9) joined: MESSAGE reads it.
+        token = self.get_model().objects.select_related("user__chat_bot").filter(key=key).first()
+        if token is None:
+            raise exceptions.AuthenticationFailed("Invalid token.")
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("User inactive or deleted.")
+        return token.user, token

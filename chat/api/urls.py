@@ -9,6 +9,7 @@ from .. import protocol
 from ..protocol import ChatError
 from . import live, uploads, views
 from . import moderation, notifications
+from . import bots
 
 
 @extend_schema(exclude=True)
@@ -44,6 +45,10 @@ v1 = [
     path("notifications/", notifications.NotificationsView.as_view(), name="api-notifications"),
     path("notifications/read/", notifications.NotificationsReadView.as_view(), name="api-notifications-read"),
     path("me/", notifications.MeView.as_view(), name="api-me"),
+    path("bots/", bots.BotsView.as_view(), name="api-bots"),
+    path("bots/<str:username>/", bots.BotView.as_view(), name="api-bot"),
+    path("rooms/<str:slug>/webhooks/", bots.RoomWebhooksView.as_view(), name="api-room-webhooks"),
+    path("rooms/<str:slug>/webhooks/<int:webhook_id>/", bots.RoomWebhookView.as_view(), name="api-room-webhook"),
 ]
 
 urlpatterns = [

@@ -281,7 +281,7 @@ class RoomMessagesView(APIView):
     def post(self, request: Request, slug: str) -> Response:
         access = _access(request, slug)
         data = _valid(s.MessagePostSerializer, request.data)
-        services.room_join(access=access, user=request.user)
+        services.room_join(access=access, user=request.user, implicit=True)
         message, created = services.message_post(
             room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
             reply_to=data.get("reply_to"), attachments=data["attachments"],

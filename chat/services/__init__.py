@@ -55,10 +55,14 @@ def validate_slug(slug: str) -> str:
 # --- rooms ----------------------------------------------------------------------------
 
 
-def room_join(*, access: rules.RoomAccess, user) -> Membership | None:
-    """Check the user may join; in a public room make them a member on first join."""
+def room_join(*, access: rules.RoomAccess, user, implicit: bool = False) -> Membership | None:
+    """Check the user may join; in a public room make them a member on first join.
+
+    ``implicit``: the join a REST post makes on the way; a bot is not made a member so
+    (PROTOCOL.md 9: it joins explicitly, and its post is then refused as `forbidden`).
+    """
     rules.check_join(access)
-    if access.role is not None:
+    if access.role is not None or (implicit and access.bot):
         return None
     # A newcomer starts with nothing unread, as in Slack: the backlog is history, not news.
     membership, created = Membership.objects.get_or_create(
@@ -266,3 +270,6 @@ from .moderation import (  # noqa: E402,F401
     site_ban_lift,
     site_ban_set,
 )
+
+# Bots and incoming webhooks (PROTOCOL.md 9).
+from .bots import bot_create, bot_end, bots_of, webhook_create, webhook_of_secret, webhook_post, webhook_revoke, webhooks_of  # noqa: E402,F401

@@ -356,7 +356,7 @@ def _messages_by_client_id(keys: set[tuple[int, str]]) -> dict[tuple[int, str], 
     if not ids:
         return {}
     # Retries only: the original as it stands now (reactions included) is what is answered.
-    found = list(Message.objects.select_related("room", "author").filter(pk__in=ids))
+    found = list(Message.objects.select_related("room", "author__chat_bot").filter(pk__in=ids))
     selectors.message_state_attach(found)
     return {(m.author_id, m.client_id): m for m in found}
 

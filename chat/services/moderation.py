@@ -225,7 +225,7 @@ def message_report(
 
     Reporting a message again while the first report is open returns that report.
     """
-    message = Message.objects.select_related("room", "author").filter(pk=message_id).first()
+    message = Message.objects.select_related("room", "author__chat_bot").filter(pk=message_id).first()
     access = rules.room_access(user=reporter, room=message.room, door=door) if message is not None else None
     if message is None or access is None or not access.visible:
         raise ChatError(protocol.NOT_FOUND, "No such message.")

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import expect
 
+from chat import services
 from chat.models import Message
 from tests.browser.conftest import Browsing
 from tests.browser.test_keys import seed
@@ -45,4 +46,17 @@ def test_messages_group_by_author_within_five_minutes_with_initials_and_exact_ti
     first_time = messages.first.locator(".msg-time")
     expect(first_time).to_have_text("just now")
     expect(first_time).to_have_attribute("title", re.compile(r"^\w+day, \w+ \d+, \d{4} at \d+:\d\d:\d\d"))
+    assert browsing.page_errors == []
+
+
+def test_a_bots_messages_carry_a_bot_badge_and_a_persons_do_not(browsing: Browsing, general, user, other, ann_cookie):
+    bot, _key = services.bot_create(owner=user, username="deploybot")
+    seed(general, bot, ["deployed v2"])
+    seed(general, other, ["great"])
+    ann = browsing.page(session=ann_cookie)
+    ann.goto("/rooms/general/")
+    messages = ann.locator("#messages .msg")
+    expect(messages).to_have_count(2)
+    expect(messages.nth(0).locator(".msg-head .msg-bot")).to_have_text("BOT")
+    expect(messages.nth(1).locator(".msg-bot")).to_have_count(0)
     assert browsing.page_errors == []

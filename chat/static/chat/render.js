@@ -119,6 +119,8 @@ export function renderMessage(node, msg, me) {
     // Someone else's name opens their card (usercard.js, by event delegation).
     username === me ? h("span", { class: "msg-author" }, username)
       : h("button", { type: "button", class: "msg-author", "aria-haspopup": "dialog" }, username),
+    // A bot's messages say so (docs/protocol.md, Bots and incoming webhooks).
+    msg.author?.bot ? h("span", { class: "msg-bot", title: "Bot" }, "BOT") : null,
     " ", timeElement(ts, "msg-time"));
   const row = h("div", { class: "msg-row" },
     h("div", { class: "msg-gutter" }, avatar(username), clockEl),
