@@ -182,18 +182,21 @@ async function loadOlder() {
   const before = timeline.oldestSeq;
   if (!history.ok || !history.hasMoreBefore || history.loading || history.failedOlder || before === null) return;
   history.loading = true;
-  showHistoryStatus("Loading earlier messages…");
+  // The status line sits above the messages: its changes must not move them either.
+  timeline.keepPlace(() => showHistoryStatus("Loading earlier messages…"));
   try {
     const page = await fetchHistory(slug, { before });
-    timeline.addHistory(page.results, { older: true });
-    history.hasMoreBefore = Boolean(page.has_more_before) && page.results.length > 0;
-    showHistoryEdge();
+    timeline.keepPlace(() => {
+      timeline.addHistory(page.results, { older: true });
+      history.hasMoreBefore = Boolean(page.has_more_before) && page.results.length > 0;
+      showHistoryEdge();
+    });
   } catch {
     history.failedOlder = true;
-    showHistoryStatus("Couldn't load earlier messages.", () => {
+    timeline.keepPlace(() => showHistoryStatus("Couldn't load earlier messages.", () => {
       history.failedOlder = false;
       loadOlder();
-    });
+    }));
   } finally {
     history.loading = false;
   }
