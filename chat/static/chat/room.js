@@ -34,14 +34,14 @@ const chat = $("chat");
 const slug = chat.dataset.roomSlug;
 const me = document.body.dataset.username;
 const dmWith = chat.dataset.dm === "true" ? dmPartner(chat.dataset.roomName, me) : null;
-const roomName = dmWith ?? chat.dataset.roomName;
+let roomName = dmWith ?? chat.dataset.roomName;
 const readSeq = chat.dataset.readSeq === "" ? null : Number(chat.dataset.readSeq);
 const focus = chat.dataset.focusId ? { id: Number(chat.dataset.focusId), seq: Number(chat.dataset.focusSeq) } : null;
 const PAGE_FROM = 200; // messages per page when loading forward from a position
 const PAGES_FROM = 10; // … at most this many pages; further back, the page opens at the bottom
 const banner = $("banner");
 const historyStatus = $("history-status");
-const pageTitle = document.title;
+let pageTitle = document.title;
 
 const history = { ok: false, hasMoreBefore: false, loading: false, failedOlder: false };
 let unseen = 0;
@@ -300,9 +300,28 @@ function onFrame(frame) {
     case "read": // another tab of ours read a room: its badge (or our own read position) moves
       readSent = Math.max(readSent, frame.seq);
       break;
+    case "room.updated": // the owner or a moderator set the name or topic, here or in another tab
+      if (!dmWith) retitleRoom(frame);
+      break;
     default:
       break; // pong, left: nothing to show
   }
+}
+
+function showTopic(topic) {
+  const line = $("room-topic");
+  line.textContent = topic;
+  line.hidden = !topic;
+}
+
+function retitleRoom({ name, topic }) {
+  document.querySelector("#room-title .room-title-text").textContent = name;
+  $("composer-input").placeholder = `Message #${name}`;
+  showTopic(topic);
+  roomName = name;
+  pageTitle = pageTitle.replace(chat.dataset.roomName, name);
+  chat.dataset.roomName = name;
+  document.title = unseen ? `(${unseen}) ${pageTitle}` : pageTitle;
 }
 
 function onStatus(status, detail) {
@@ -355,11 +374,7 @@ setupSearch({
 setupRoomTools({
   slug,
   notify: (text) => notify?.(text),
-  onTopic: (topic) => {
-    const line = $("room-topic");
-    line.textContent = topic;
-    line.hidden = !topic;
-  },
+  onTopic: showTopic,
 });
 timeline.scroller.addEventListener("scroll", () => markRead(), { passive: true });
 roomList.start();
