@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import protocol, rules, selectors, services
 from .backends import ChatModelBackend
 from .forms import ProfileForm, SignupForm
+from .models import UserPreferences
 
 
 @login_required
@@ -83,11 +84,13 @@ def settings_page(request):
 
 @login_required
 def user_card(request, username):
-    """What the page's user card shows of an active user: {"username", "name"} ("" for none)."""
+    """What the page's user card shows of an active user: {"username", "name", "timezone"}
+    (the display name and the IANA time zone their browser reported; "" for none)."""
     user = get_user_model().objects.filter(username=username, is_active=True).only("username", "first_name").first()
     if user is None:
         raise Http404
-    return JsonResponse({"username": user.username, "name": user.first_name})
+    zone = UserPreferences.objects.filter(user=user).values_list("timezone", flat=True).first() or ""
+    return JsonResponse({"username": user.username, "name": user.first_name, "timezone": zone})
 
 
 def signup(request):

@@ -37,7 +37,9 @@ def test_the_settings_page_and_the_card_need_a_login_and_show_only_active_users(
     other.refresh_from_db()
     assert other.first_name == "Bob B"
     services.profile_update(user=user, name="Ann Lee")
-    assert client.get("/users/ann/card/").json() == {"username": "ann", "name": "Ann Lee"}
+    assert client.get("/users/ann/card/").json() == {"username": "ann", "name": "Ann Lee", "timezone": ""}
+    services.preferences_update(user_id=user.pk, timezone="Asia/Tokyo")
+    assert client.get("/users/ann/card/").json()["timezone"] == "Asia/Tokyo"
     assert client.get("/users/nobody/card/").status_code == 404
     make_user("gone", is_active=False)
     assert client.get("/users/gone/card/").status_code == 404

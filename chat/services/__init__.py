@@ -23,6 +23,7 @@ from .notifications import (  # noqa: F401
     notifications_read_upto,
     notify_for_posted,
     preferences_update,
+    validate_timezone,
 )
 
 # Messages and their room events (posting, group commit, edits, deletions, the rate).

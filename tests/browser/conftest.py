@@ -203,10 +203,13 @@ class Browsing:
             self._browser = self._chromium.acquire()
         return self._browser
 
-    def context(self, *, session: str | None = None, viewport: dict | None = None) -> BrowserContext:
-        """A new browser profile; ``session`` is a Django session key to start logged in."""
+    def context(
+        self, *, session: str | None = None, viewport: dict | None = None, timezone_id: str = "UTC", **options: Any
+    ) -> BrowserContext:
+        """A new browser profile; ``session`` is a Django session key to start logged in;
+        ``options`` go to Playwright's new_context (color_scheme, device_scale_factor …)."""
         context = self.browser.new_context(
-            base_url=self.base_url, viewport=viewport or LAPTOP, locale="en-US", timezone_id="UTC"
+            base_url=self.base_url, viewport=viewport or LAPTOP, locale="en-US", timezone_id=timezone_id, **options
         )
         context.set_default_timeout(15_000)
         if session is not None:

@@ -20,6 +20,7 @@ import { h, paintAccountAvatar } from "./render.js";
 import { setupRoomTools } from "./rooms.js";
 import { setupSearch } from "./search.js";
 import { ChatSocket } from "./socket.js";
+import { reportTimezone } from "./timezone.js";
 import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
 import { setupMessageMenu } from "./msgmenu.js";
@@ -347,6 +348,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 paintAccountAvatar();
+reportTimezone();
 startTicker(chat);
 setupDrawer({ button: $("drawer-button"), drawer: $("rooms-nav") });
 const input = $("composer-input");
