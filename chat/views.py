@@ -93,6 +93,22 @@ def user_card(request, username):
     return JsonResponse({"username": user.username, "name": user.first_name, "timezone": zone})
 
 
+USER_NAMES_MAX = 100  # usernames per /users/names/ request (the page asks per batch of authors)
+
+
+@login_required
+def user_names(request):
+    """The display names of the active users among ``?u=<username>`` (repeated, at most 100):
+    {"names": {"ann": "Ann Lee", "bob": ""}} ("" for none; unknown or inactive users are left
+    out). For the message headers: MESSAGE's author carries no display name."""
+    usernames = set(request.GET.getlist("u"))
+    if len(usernames) > USER_NAMES_MAX or any(len(u) > 150 or not protocol.text_storable(u) for u in usernames):
+        return JsonResponse({"code": protocol.INVALID, "detail": f"At most {USER_NAMES_MAX} usernames of at most 150 characters."},
+                            status=400)
+    users = get_user_model().objects.filter(username__in=usernames, is_active=True).values_list("username", "first_name")
+    return JsonResponse({"names": dict(users)})
+
+
 def signup(request):
     """Create an account and log it in through the project's backend (the one that checks
     site bans), so the new session is checked like every other one."""

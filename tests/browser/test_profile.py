@@ -18,7 +18,7 @@ from tests.browser.test_page import open_room
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_display_name_set_in_settings_shows_in_the_header_and_the_user_card(
+def test_a_display_name_set_in_settings_shows_in_the_headers_and_the_user_card(
     browsing: Browsing, general, user, other, ann_cookie, bob_cookie
 ):
     seed(general, user, ["Release notes are up"])
@@ -42,7 +42,14 @@ def test_a_display_name_set_in_settings_shows_in_the_header_and_the_user_card(
 
     bob = browsing.page(session=bob_cookie)
     open_room(bob)
-    bob.locator("#messages button.msg-author", has_text="ann").first.click()
+    # The message header shows the display name, the username on hover (docs/decisions.md).
+    header = bob.locator("#messages .msg-author").first
+    expect(header).to_have_text("Ann Lee")
+    expect(header).to_have_attribute("title", "@ann")
+    bob.locator("#composer-input").fill("Thanks Ann")
+    bob.locator("#composer-input").press("Enter")
+    expect(bob.locator("#messages .msg-author")).to_have_text(["Ann Lee", "bob"])  # no display name: the username
+    header.click()
     card = bob.locator(".user-card")
     expect(card.locator(".user-card-name")).to_have_text("Ann Lee")
     expect(card.locator(".user-card-username")).to_have_text("@ann")

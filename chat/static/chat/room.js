@@ -14,6 +14,7 @@ import { dmPartner } from "./dm.js";
 import { setupDrawer } from "./drawer.js";
 import { setupEditor } from "./editor.js";
 import { setupRovingFocus } from "./keys.js";
+import { DisplayNames } from "./names.js";
 import { Outbox } from "./outbox.js";
 import { Presence } from "./presence.js";
 import { h, paintAccountAvatar } from "./render.js";
@@ -50,6 +51,7 @@ let editor = null; // set up below; the timeline asks it after each render
 let readSent = 0;
 let readTimer = null;
 
+const displayNames = new DisplayNames({ root: document.getElementById("chat") });
 const timeline = new Timeline({
   scroller: $("timeline"),
   list: $("messages"),
@@ -57,12 +59,15 @@ const timeline = new Timeline({
   me,
   onNearTop: () => loadOlder(),
   onPinned: (pinned) => pinned && markRead(),
-  onRender: (node) => editor?.rerendered(node),
+  onRender: (node) => {
+    editor?.rerendered(node);
+    displayNames.decorate(node);
+  },
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
 const socket = new ChatSocket({ onFrame, onStatus });
 const connection = new ConnectionBanner({ banner, retry: () => socket.retryNow() });
-const threads = setupThreads({ chat, slug, me, socket, timeline });
+const threads = setupThreads({ chat, slug, me, socket, timeline, onRender: (node) => displayNames.decorate(node) });
 setupReactions({ me, socket });
 const roomList = new RoomList({ socket, me, current: slug });
 const outbox = new Outbox({ room: slug, socket, timeline });
