@@ -32,6 +32,7 @@ from tests.factories import make_token
 from tests.servers import ROOT, Server, start_server
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # CHAT_SCREENSHOTS_DIR overrides (scripts/screenshots.py)
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -81,6 +82,15 @@ def _chromium_required() -> None:
         if os.environ.get("CHAT_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{reason}; CHAT_REQUIRE_BROWSER=1 forbids skipping the browser tests")
         pytest.skip(reason)
+
+
+def screenshots_dir() -> Path:
+    """Where the tests' screenshots for the docs go: CHAT_SCREENSHOTS_DIR, else
+    artifacts/screenshots/ (a CI run leaves the checkout clean); created if missing.
+    ``python scripts/screenshots.py`` points it at docs/screenshots/, which the README shows."""
+    path = Path(os.environ.get("CHAT_SCREENSHOTS_DIR") or SCREENSHOTS)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def in_db_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -16,18 +16,20 @@ export class DisplayNames {
     this.timer = null;
   }
 
-  /** Show the display name in `node`'s header if it is known; else ask for it. */
+  /** Show the display names in `node`'s header and reply quote where known; ask for the rest. */
   decorate(node) {
-    const username = node.dataset.author;
-    const author = node.querySelector(".msg-author");
-    if (!username || !author) return;
-    author.dataset.user = username;
-    const name = this.names.get(username);
-    if (name === undefined) {
-      this.#want(username);
-    } else if (name && author.textContent !== name) {
-      author.textContent = name;
-      author.title = `@${username}`;
+    for (const label of node.querySelectorAll(".msg-author, .msg-quote-author")) {
+      const username = label.dataset.user
+        ?? (label.classList.contains("msg-author") ? node.dataset.author : label.textContent.trim());
+      if (!username) continue;
+      label.dataset.user = username;
+      const name = this.names.get(username);
+      if (name === undefined) {
+        this.#want(username);
+      } else if (name && label.textContent !== name) {
+        label.textContent = name;
+        if (label.classList.contains("msg-author")) label.title = `@${username}`;
+      }
     }
   }
 
@@ -52,10 +54,7 @@ export class DisplayNames {
       // Offline: usernames it is, for this page.
     }
     for (const username of batch) this.names.set(username, names[username] ?? "");
-    const asked = new Set(batch.filter((username) => this.names.get(username)));
-    if (!asked.size) return;
-    for (const node of this.root.querySelectorAll(".msg[data-author]")) {
-      if (asked.has(node.dataset.author)) this.decorate(node);
-    }
+    if (!batch.some((username) => this.names.get(username))) return;
+    for (const node of this.root.querySelectorAll(".msg[data-author]")) this.decorate(node);
   }
 }
