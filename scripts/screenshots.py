@@ -9,6 +9,9 @@ a live thread, reactions, formatted code) against a live server with a seeded co
 in Debian's Chromium, with CHAT_SCREENSHOTS_DIR pointing at docs/screenshots/ (or DIR). In
 CI the same tests write to artifacts/screenshots/ and the checkout stays clean; commit the
 pictures this script writes when the page's look changed. About 30 s.
+
+Emoji in the page (the bell, the paperclip, reaction chips) need an emoji font, or Chromium
+draws empty boxes: on Debian, apt-get install fonts-noto-color-emoji before taking them.
 """
 
 import argparse
