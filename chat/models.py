@@ -403,6 +403,9 @@ class UserPreferences(models.Model):
     email_notifications = models.BooleanField(default=True)
     digest_due_at = models.DateTimeField(null=True, blank=True)
     digested_at = models.DateTimeField(null=True, blank=True)
+    # The IANA name of the user's time zone, as their browser reports it ("" until one did):
+    # the user card shows the local time (services.preferences_update validates it).
+    timezone = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"preferences of {self.user_id}"

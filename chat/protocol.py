@@ -50,6 +50,7 @@ KICKED = "kicked"
 ERROR = "error"
 PONG = "pong"
 NOTIFICATION = "notification"
+ROOM_UPDATED = "room.updated"  # the project's own (docs/protocol.md): a room's name or topic changed
 
 # Error codes (PROTOCOL.md 3.4).
 BAD_JSON = "bad_json"
@@ -631,9 +632,22 @@ def notification_frame(*, notification: NotificationShape) -> NotificationFrame:
     return {"type": NOTIFICATION, "notification": notification}
 
 
+class RoomUpdatedFrame(TypedDict):
+    """``room.updated``: to the room's sockets when its name or topic changed (no seq, not replayed)."""
+
+    type: str
+    room: str
+    name: str
+    topic: str
+
+
+def room_updated_frame(*, room: str, name: str, topic: str) -> RoomUpdatedFrame:
+    return {"type": ROOM_UPDATED, "room": room, "name": name, "topic": topic}
+
+
 ServerFrame = (
     MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame
-    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame
+    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame | RoomUpdatedFrame
 )
 
 FRAME_BUILDERS = {
@@ -651,6 +665,7 @@ FRAME_BUILDERS = {
     ERROR: error_frame,
     PONG: pong_frame,
     NOTIFICATION: notification_frame,
+    ROOM_UPDATED: room_updated_frame,
 }
 
 _ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}

@@ -16,6 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from . import protocol, rules, selectors, services
 from .backends import ChatModelBackend
 from .forms import ProfileForm, SignupForm
+from .models import UserPreferences
 
 
 @login_required
@@ -83,11 +84,29 @@ def settings_page(request):
 
 @login_required
 def user_card(request, username):
-    """What the page's user card shows of an active user: {"username", "name"} ("" for none)."""
+    """What the page's user card shows of an active user: {"username", "name", "timezone"}
+    (the display name and the IANA time zone their browser reported; "" for none)."""
     user = get_user_model().objects.filter(username=username, is_active=True).only("username", "first_name").first()
     if user is None:
         raise Http404
-    return JsonResponse({"username": user.username, "name": user.first_name})
+    zone = UserPreferences.objects.filter(user=user).values_list("timezone", flat=True).first() or ""
+    return JsonResponse({"username": user.username, "name": user.first_name, "timezone": zone})
+
+
+USER_NAMES_MAX = 100  # usernames per /users/names/ request (the page asks per batch of authors)
+
+
+@login_required
+def user_names(request):
+    """The display names of the active users among ``?u=<username>`` (repeated, at most 100):
+    {"names": {"ann": "Ann Lee", "bob": ""}} ("" for none; unknown or inactive users are left
+    out). For the message headers: MESSAGE's author carries no display name."""
+    usernames = set(request.GET.getlist("u"))
+    if len(usernames) > USER_NAMES_MAX or any(len(u) > 150 or not protocol.text_storable(u) for u in usernames):
+        return JsonResponse({"code": protocol.INVALID, "detail": f"At most {USER_NAMES_MAX} usernames of at most 150 characters."},
+                            status=400)
+    users = get_user_model().objects.filter(username__in=usernames, is_active=True).values_list("username", "first_name")
+    return JsonResponse({"names": dict(users)})
 
 
 def signup(request):

@@ -97,6 +97,8 @@ NOTIFICATION = {
 }
 FRAMES["notification"] = {"notification": NOTIFICATION}
 PENDING = {"notice": "section 9"}
+# The project's own frames (docs/protocol.md, not in PROTOCOL.md 3.2).
+FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:
@@ -188,6 +190,7 @@ def samples(message: Message) -> dict[str, list]:
             ))
             for kind in ("mention", "dm", "reply", "room")
         ],
+        "room.updated": [protocol.room_updated_frame(room="general", name="General", topic="Ship it on Friday")],
     }
 
 

@@ -64,8 +64,18 @@ class MeSerializer(serializers.Serializer):
     username = serializers.CharField(read_only=True)
     email = serializers.CharField(read_only=True)
     email_notifications = s.StrictBooleanField(
-        help_text="Email digests of unread notifications while away (default on)."
+        required=False, help_text="Email digests of unread notifications while away (default on)."
     )
+    timezone = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=64,
+        help_text='The IANA name of the user\'s time zone ("Europe/Paris"; "" for unknown); the page sets it '
+                  "from the browser. User cards show the local time.",
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError("Give `email_notifications` or `timezone`.")
+        return attrs
 
 
 def _me(user) -> dict:
@@ -73,6 +83,7 @@ def _me(user) -> dict:
     return {
         "id": user.pk, "username": user.username, "email": user.email,
         "email_notifications": preferences.email_notifications if preferences else True,
+        "timezone": preferences.timezone if preferences else "",
     }
 
 
@@ -116,11 +127,14 @@ class MeView(APIView):
     @extend_schema(
         operation_id="me_update",
         request=MeSerializer,
-        examples=[OpenApiExample("email off", value={"email_notifications": False}, request_only=True)],
+        examples=[OpenApiExample("email off", value={"email_notifications": False}, request_only=True),
+                  OpenApiExample("time zone", value={"timezone": "Europe/Paris"}, request_only=True)],
         responses={200: MeSerializer, **errors(400, 401, 403, 503)},
-        description="Change the caller's preferences: `email_notifications`.",
+        description="Change the caller's preferences: `email_notifications`, `timezone` (an IANA name).",
     )
     def patch(self, request: Request) -> Response:
-        data = _valid(MeSerializer, request.data)  # `email_notifications` is the one field to change
-        services.preferences_update(user_id=request.user.pk, email_notifications=data["email_notifications"])
+        data = _valid(MeSerializer, request.data)
+        services.preferences_update(
+            user_id=request.user.pk, email_notifications=data.get("email_notifications"), timezone=data.get("timezone")
+        )
         return Response(_me(request.user))

@@ -141,11 +141,13 @@ class RoomUpdateSerializer(serializers.Serializer):
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
+    name = serializers.CharField(source="user.first_name", read_only=True,
+                                 help_text='The display name set on the settings page ("" for none).')
     joined_at = serializers.DateTimeField(source="created_at", read_only=True)
 
     class Meta:
         model = Membership
-        fields = ["username", "role", "joined_at"]
+        fields = ["username", "name", "role", "joined_at"]
         read_only_fields = fields
 
 

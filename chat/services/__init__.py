@@ -23,6 +23,7 @@ from .notifications import (  # noqa: F401
     notifications_read_upto,
     notify_for_posted,
     preferences_update,
+    validate_timezone,
 )
 
 # Messages and their room events (posting, group commit, edits, deletions, the rate).
@@ -124,14 +125,16 @@ def room_update(
     """The owner or a moderator renames, (un)locks the room or sets its topic; None leaves a field as it is.
 
     Decided under the room's lock on ``actor``'s access read there. Locking and unlocking
-    are moderation actions: logged with ``actor``. Nothing is broadcast; `send` and `edit`
-    answer `room_locked` from the next frame on.
+    are moderation actions: logged with ``actor``; `send` and `edit` answer `room_locked` from
+    the next frame on, and nothing is broadcast for them. A new name or topic is announced to
+    the room's sockets after commit (``room.updated``), so headers and room lists follow live.
     """
     name = validate_room_name(name) if name is not None else None
     topic = validate_room_topic(topic) if topic is not None else None
     with transaction.atomic():
         room = rules.check_moderate(rules.room_access_locked(access, actor)).room
         lock_changed = locked is not None and locked != room.locked
+        texts_changed = (name is not None and name != room.name) or (topic is not None and topic != room.topic)
         fields = []
         if name is not None:
             room.name = name
@@ -146,6 +149,10 @@ def room_update(
             room.save(update_fields=fields)
             if lock_changed:
                 log_room_lock(actor=actor, room=room)
+            if texts_changed:
+                text = protocol.encode(protocol.room_updated_frame(room=room.slug, name=room.name, topic=room.topic))
+                room_id = room.pk
+                transaction.on_commit(lambda: realtime.room_ephemeral_publish(room_id=room_id, text=text))
     return room
 
 

@@ -20,6 +20,8 @@ concerned several ways, the kind is the first of dm, mention, reply, room.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
@@ -202,10 +204,42 @@ def notifications_mark_read(*, user, ids: Sequence[int] | None = None, all: bool
     return unread.update(read_at=timezone.now())
 
 
-def preferences_update(*, user_id: int, email_notifications: bool | None = None) -> UserPreferences:
-    """Set the user's preferences (None leaves one as it is); return them."""
+TIMEZONE_MAX = 64  # UserPreferences.timezone's length
+
+
+@functools.cache
+def _timezone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone(name: str) -> str:
+    """Return ``name`` if it is an IANA time zone this server knows ("" clears it); else ChatError invalid.
+
+    Only the names zoneinfo lists, never a path: ZoneInfo() itself would read any file a key
+    names under the zoneinfo directories.
+    """
+    if not isinstance(name, str) or len(name) > TIMEZONE_MAX or (name and name not in _timezone_names()):
+        raise protocol.ChatError(protocol.INVALID, "Unknown time zone: use an IANA name such as Europe/Paris.")
+    return name
+
+
+def preferences_update(
+    *, user_id: int, email_notifications: bool | None = None, timezone: str | None = None
+) -> UserPreferences:
+    """Set the user's preferences (None leaves one as it is); return them.
+
+    ``timezone``: an IANA name (validate_timezone()), or "" for unknown.
+    """
+    if timezone is not None:
+        timezone = validate_timezone(timezone)
     preferences, _ = UserPreferences.objects.get_or_create(user_id=user_id)
+    fields = []
     if email_notifications is not None and preferences.email_notifications != email_notifications:
         preferences.email_notifications = email_notifications
-        preferences.save(update_fields=["email_notifications"])
+        fields.append("email_notifications")
+    if timezone is not None and preferences.timezone != timezone:
+        preferences.timezone = timezone
+        fields.append("timezone")
+    if fields:
+        preferences.save(update_fields=fields)
     return preferences

@@ -26,7 +26,10 @@ def test_list_members_with_roles_owner_first(ann, secret, other, cid):
     response = ann.get(URL)
     assert response.status_code == 200
     assert [(m["username"], m["role"]) for m in response.json()] == [("ann", "owner"), ("bob", "moderator"), ("cid", "member")]
-    assert set(response.json()[0]) == {"username", "role", "joined_at"}
+    assert set(response.json()[0]) == {"username", "name", "role", "joined_at"}
+    other.first_name = "Bob B"
+    other.save()
+    assert [m["name"] for m in ann.get(URL).json()] == ["", "Bob B", ""]  # display names, "" for none
 
 
 def test_private_room_members_are_404_to_non_members(bob, secret):

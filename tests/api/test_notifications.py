@@ -88,12 +88,38 @@ def test_the_room_list_has_mentions_and_the_read_endpoint_clears_them(setup):
 def test_me_shows_and_turns_off_email_notifications(setup):
     _, bob, _, _ = setup
     client = session_client(bob, csrf=False)
-    assert client.get("/api/v1/me/").json() == {"id": bob.pk, "username": "bob", "email": "bob@example.com", "email_notifications": True}
+    assert client.get("/api/v1/me/").json() == {
+        "id": bob.pk, "username": "bob", "email": "bob@example.com", "email_notifications": True, "timezone": "",
+    }
     response = client.patch("/api/v1/me/", {"email_notifications": False}, format="json")
     assert response.json()["email_notifications"] is False
     assert UserPreferences.objects.get(user=bob).email_notifications is False
     assert client.patch("/api/v1/me/", {"email_notifications": "nope"}, format="json").status_code == 400
     assert Client().get("/api/v1/me/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize("bad", [
+    "Mars/Olympus_Mons", "europe/paris", " Europe/Paris", "../../../etc/passwd", "/usr/share/zoneinfo/UTC",
+    "Europe/Paris\x00", "x" * 65, 7, None,
+])
+def test_me_refuses_a_time_zone_that_is_not_an_iana_name(setup, bad):
+    _, bob, _, _ = setup
+    client = session_client(bob, csrf=False)
+    client.patch("/api/v1/me/", {"timezone": "Asia/Tokyo"}, format="json")
+    response = client.patch("/api/v1/me/", {"timezone": bad}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "invalid"
+    assert UserPreferences.objects.get(user=bob).timezone == "Asia/Tokyo"
+
+
+def test_me_keeps_the_time_zone_the_page_reports_and_clears_it(setup):
+    _, bob, _, _ = setup
+    client = session_client(bob, csrf=False)
+    response = client.patch("/api/v1/me/", {"timezone": "America/Argentina/Buenos_Aires"}, format="json")
+    assert response.status_code == 200 and response.json()["timezone"] == "America/Argentina/Buenos_Aires"
+    assert response.json()["email_notifications"] is True  # untouched
+    assert UserPreferences.objects.get(user=bob).timezone == "America/Argentina/Buenos_Aires"
+    assert client.patch("/api/v1/me/", {"timezone": ""}, format="json").json()["timezone"] == ""
+    assert client.patch("/api/v1/me/", {}, format="json").status_code == 400  # nothing to change
 
 
 def test_the_unsubscribe_link_works_without_logging_in(setup):

@@ -70,3 +70,23 @@ async def test_socket_send_is_in_rest_history_at_once(user, ann_cookie):
     status, again = await arest(user, "post", "/api/v1/rooms/general/messages/", {"body": "x", "client_id": "w1"})
     assert status == 200 and again["id"] == ack["id"]
     await ann.close()
+
+
+async def test_a_new_topic_or_name_reaches_the_rooms_sockets_and_a_lock_alone_does_not(user, other, room, bob_cookie):
+    bob, _, _ = await open_socket(cookie=bob_cookie)
+    await bob.join("lobby")
+
+    status, _ = await arest(user, "patch", "/api/v1/rooms/lobby/", {"topic": "  Ship it on Friday "})
+    assert status == 200
+    frame = await bob.recv_until("room.updated")
+    assert frame == {"type": "room.updated", "room": "lobby", "name": "lobby", "topic": "Ship it on Friday"}
+
+    # Nothing changed, or only the lock (`send` answers room_locked from then on): no frame.
+    assert (await arest(user, "patch", "/api/v1/rooms/lobby/", {"topic": "Ship it on Friday"}))[0] == 200
+    assert (await arest(user, "patch", "/api/v1/rooms/lobby/", {"locked": True}))[0] == 200
+    assert await bob.silent(0.3)
+
+    assert (await arest(user, "patch", "/api/v1/rooms/lobby/", {"name": "Lobby"}))[0] == 200
+    frame = await bob.recv_until("room.updated")
+    assert frame == {"type": "room.updated", "room": "lobby", "name": "Lobby", "topic": "Ship it on Friday"}
+    await bob.close()

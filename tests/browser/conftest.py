@@ -32,6 +32,7 @@ from tests.factories import make_token
 from tests.servers import ROOT, Server, start_server
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"  # CHAT_SCREENSHOTS_DIR overrides (scripts/screenshots.py)
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -81,6 +82,15 @@ def _chromium_required() -> None:
         if os.environ.get("CHAT_REQUIRE_BROWSER") == "1":
             pytest.fail(f"{reason}; CHAT_REQUIRE_BROWSER=1 forbids skipping the browser tests")
         pytest.skip(reason)
+
+
+def screenshots_dir() -> Path:
+    """Where the tests' screenshots for the docs go: CHAT_SCREENSHOTS_DIR, else
+    artifacts/screenshots/ (a CI run leaves the checkout clean); created if missing.
+    ``python scripts/screenshots.py`` points it at docs/screenshots/, which the README shows."""
+    path = Path(os.environ.get("CHAT_SCREENSHOTS_DIR") or SCREENSHOTS)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def in_db_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -203,10 +213,13 @@ class Browsing:
             self._browser = self._chromium.acquire()
         return self._browser
 
-    def context(self, *, session: str | None = None, viewport: dict | None = None) -> BrowserContext:
-        """A new browser profile; ``session`` is a Django session key to start logged in."""
+    def context(
+        self, *, session: str | None = None, viewport: dict | None = None, timezone_id: str = "UTC", **options: Any
+    ) -> BrowserContext:
+        """A new browser profile; ``session`` is a Django session key to start logged in;
+        ``options`` go to Playwright's new_context (color_scheme, device_scale_factor …)."""
         context = self.browser.new_context(
-            base_url=self.base_url, viewport=viewport or LAPTOP, locale="en-US", timezone_id="UTC"
+            base_url=self.base_url, viewport=viewport or LAPTOP, locale="en-US", timezone_id=timezone_id, **options
         )
         context.set_default_timeout(15_000)
         if session is not None:

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 from chat import rules, services
 from chat.models import Room
 from tests.browser.conftest import ARTIFACTS, Browsing, LiveChat, in_db_thread
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, make_user
 from tests.servers import start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -136,6 +136,7 @@ def test_the_page_shows_the_outage_and_catches_up_once_after_a_server_restart(
         # Typed while offline: waits in the outbox, goes out once on reconnect.
         say(ann, "Typed while the server was down")
         expect(ann.locator("#messages .msg.pending")).to_contain_text("Typed while the server was down")
+        pending_id = ann.locator("#messages .msg.pending").get_attribute("data-client-id")
         expect(banner).to_contain_text("Reconnecting")
 
         chat_server.start()
@@ -154,6 +155,41 @@ def test_the_page_shows_the_outage_and_catches_up_once_after_a_server_restart(
     ann.wait_for_timeout(1_500)  # a late broadcast or database poll must not add a copy
     expect_messages(ann, caught_up)
     expect(banner).to_be_hidden()
+    # Stored once, under the client_id the pending element had: the REST history agrees.
+    assert rest_bodies(ann) == [body for _, body in caught_up]
+    assert ann.evaluate(
+        "async () => (await (await fetch('/api/v1/rooms/general/messages/')).json()).results.at(-1).client_id"
+    ) == pending_id
+    assert browsing.page_errors == []
+
+
+def rest_bodies(page: Page, slug: str = "general") -> list[str]:
+    """The room's newest history over REST, as the page's session sees it: the bodies."""
+    return page.evaluate(
+        "async (slug) => (await (await fetch(`/api/v1/rooms/${slug}/messages/`)).json()).results.map((m) => m.body)",
+        slug,
+    )
+
+
+def test_a_refused_send_can_be_discarded_or_retried_and_is_stored_once(browsing: Browsing, general, user, ann_cookie):
+    mod = make_user("mia", is_staff=True, is_superuser=True)
+    access = rules.room_access(user=mod, room=general, door=rules.Door.API)
+    services.mute_set(access=access, actor=mod, user=user)
+    ann = browsing.page(session=ann_cookie)
+    open_room(ann)
+    failed = ann.locator("#messages .msg.failed")
+
+    say(ann, "Posted while muted, then discarded")
+    expect(failed.get_by_role("alert")).to_contain_text("Not sent. You're muted in this room.")
+    failed.get_by_role("button", name="Discard").click()
+    expect(ann.locator("#messages .msg")).to_have_count(0)
+
+    say(ann, "Posted while muted, then retried")
+    expect(failed).to_have_count(1)
+    in_db_thread(services.mute_lift, access=access, actor=mod, user=user)
+    failed.get_by_role("button", name="Retry").click()
+    expect_messages(ann, [("ann", "Posted while muted, then retried")])
+    assert rest_bodies(ann) == ["Posted while muted, then retried"]
     assert browsing.page_errors == []
 
 

@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from chat.models import Membership, Room
 from tests.browser.conftest import Browsing, in_db_thread
+from tests.browser.test_keys import seed
 from tests.browser.test_page import open_room
 from tests.factories import make_room
 
@@ -80,4 +81,38 @@ def test_browse_public_rooms_and_join_one(browsing: Browsing, general, user, oth
     create.get_by_role("button", name="Create").click()
     expect(create.get_by_role("alert")).to_contain_text("taken")
     expect(ann).to_have_url(re.compile(r"/rooms/design/$"))
+    assert browsing.page_errors == []
+
+
+RENAME_JS = """async (name) => {
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1]
+      ?? document.querySelector("[name=csrfmiddlewaretoken]")?.value;
+    const response = await fetch("/api/v1/rooms/launch/", { method: "PATCH", body: JSON.stringify({ name }),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf } });
+    return response.status;
+}"""
+
+
+def test_a_new_topic_and_name_show_at_once_on_the_other_members_page(browsing: Browsing, user, other, ann_cookie, bob_cookie):
+    make_room(owner=user, slug="launch")
+    seed(Room.objects.get(slug="launch"), other, ["Ready when you are"])  # bob is a member
+    ann = browsing.page(session=ann_cookie)
+    bob = browsing.page(session=bob_cookie)
+    open_room(ann, "launch")
+    open_room(bob, "launch")
+    expect(bob.locator("#room-topic")).to_be_hidden()
+
+    ann.get_by_role("button", name="Set topic").click()
+    topic = ann.get_by_role("dialog", name="Set the topic")
+    topic.get_by_label("Topic").fill("Ship it on Friday")
+    topic.get_by_role("button", name="Save").click()
+    expect(bob.locator("#room-topic")).to_have_text("Ship it on Friday")  # no reload
+    expect(bob.locator("#room-topic")).to_be_visible()
+
+    assert ann.evaluate(RENAME_JS, "Launch Plans") == 200
+    for page in (ann, bob):
+        expect(page.locator("#room-title .room-title-text")).to_have_text("Launch Plans")
+        expect(page.locator('.sidebar [data-room="launch"] .room-label')).to_have_text("Launch Plans")
+    expect(bob).to_have_title(re.compile(r"^#Launch Plans"))
+    expect(bob.locator("#room-topic")).to_have_text("Ship it on Friday")
     assert browsing.page_errors == []

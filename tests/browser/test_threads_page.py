@@ -2,23 +2,23 @@
 opened beside the room with its replies live, reaction chips toggled from two windows, code
 blocks that scroll sideways, and hostile Markdown shown inert.
 
-Screenshots of each go to docs/ (thread.png, reactions.png, formatted-code.png).
+Screenshots of each go to the screenshots directory (conftest.screenshots_dir(): artifacts/
+screenshots/, or docs/screenshots/ from scripts/screenshots.py): thread-live.png,
+reactions.png, formatted-code.png.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Browsing
+from tests.browser.conftest import Browsing, screenshots_dir
 from tests.browser.test_page import PHONE, open_room, say
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def message(page, text: str):
@@ -60,7 +60,7 @@ def test_a_thread_opens_beside_the_room_and_its_replies_arrive_live(browsing: Br
     expect(ann_panel.locator(".thread-replies .msg-body")).to_have_text(["Yes, after the standup", "I'll tag it"])
     expect(ann_root.locator(".msg-replies")).to_have_text("2 replies")
     expect(ann_panel.locator(".thread-count")).to_have_text("2 replies")
-    ann.screenshot(path=str(DOCS / "thread.png"))
+    ann.screenshot(path=screenshots_dir() / "thread-live.png")
 
     # The quote jumps to its root.
     message(ann, "I'll tag it").locator(".msg-quote").click()
@@ -101,7 +101,7 @@ def test_reaction_chips_toggle_and_say_who_reacted(browsing: Browsing, ann_cooki
     expect(bob_chip).to_have_text("👍2")
     expect(ann_chip).to_have_attribute("aria-pressed", "true")
     expect(ann_chip).to_have_attribute("title", "bob, ann reacted with 👍")
-    ann.screenshot(path=str(DOCS / "reactions.png"))
+    ann.screenshot(path=screenshots_dir() / "reactions.png")
 
     ann_chip.click()  # and takes it back
     expect(bob_chip).to_have_text("👍1")
@@ -133,7 +133,7 @@ def test_code_blocks_scroll_sideways_and_hostile_markdown_stays_inert(browsing: 
     expect(hostile.locator("a")).to_have_count(0)
     expect(hostile.locator("img, script, b")).to_have_count(0)
     expect(hostile.locator("code")).to_have_text("<script>alert(3)</script>")
-    bob.screenshot(path=str(DOCS / "formatted-code.png"))
+    bob.screenshot(path=screenshots_dir() / "formatted-code.png")
     bob.wait_for_timeout(300)
     assert browsing.dialogs == []
     assert browsing.page_errors == []

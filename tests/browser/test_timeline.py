@@ -86,3 +86,42 @@ def test_a_room_with_nothing_unread_opens_at_the_bottom_without_a_line(browsing:
     expect(ann.locator("#new-pill")).to_be_hidden()
     expect(ann.locator("#composer-input")).to_be_focused()
     assert re.search(r"/rooms/general/$", ann.url)
+
+
+ANCHOR_JS = """t => {
+    t.scrollTop = %d;
+    const top = t.getBoundingClientRect().top;
+    const anchor = [...t.querySelectorAll("#messages > .msg[data-id]")]
+      .find((node) => node.getBoundingClientRect().top >= top);
+    return { id: anchor.dataset.id, offset: anchor.querySelector(".msg-body").getBoundingClientRect().top - top };
+}"""
+# Where the message's text is (its element may lose the day divider above the text).
+OFFSET_JS = """(t, id) => t.querySelector(`#messages > .msg[data-id="${id}"] .msg-body`).getBoundingClientRect().top
+    - t.getBoundingClientRect().top"""
+
+
+def test_scrolling_back_through_history_keeps_the_message_on_screen_where_it_was(
+    browsing: Browsing, general, user, other, ann_cookie
+):
+    # Two authors in turns and bodies of one to three lines: groups and heights vary.
+    for turn in range(13):
+        author = other if turn % 2 else user
+        seed(general, author, [f"turn {turn} line {n}" + "\nmore" * (n % 3) for n in range(10)])
+    services.read_mark(room=Room.objects.get(slug="general"), user=user, seq=130)
+    ann = browsing.page(session=ann_cookie)
+    open_room(ann)
+    messages, timeline = ann.locator("#messages .msg"), ann.locator("#timeline")
+    expect(messages).to_have_count(50)  # the newest page
+    expect(messages.last).to_be_in_viewport()
+
+    # Near the top, the next older page (keyset `before`) is put above without moving what is read.
+    for loaded, scroll_top in ((100, 120), (130, 0)):
+        anchor = timeline.evaluate(ANCHOR_JS % scroll_top)
+        expect(messages).to_have_count(loaded)
+        expect(ann.locator("#history-status")).not_to_contain_text("Loading")
+        ann.wait_for_timeout(100)  # a frame for any late layout change
+        offset = timeline.evaluate(OFFSET_JS, anchor["id"])
+        assert abs(offset - anchor["offset"]) <= 3, (loaded, anchor, offset)
+    expect(ann.locator("#history-status")).to_have_text("This is the very beginning of General.")
+    expect(messages.first).to_contain_text("turn 0 line 0")
+    assert browsing.page_errors == []

@@ -88,3 +88,6 @@ export const updateRoom = (slug, fields) => postJSON(api(roomPath(slug)), fields
 
 /** Owner or moderator: add `username` to the room. */
 export const addMember = (slug, username) => postJSON(api(`${roomPath(slug)}members/`), { username, role: "member" });
+
+/** Change the caller's preferences (`timezone`, `email_notifications`); returns GET /api/v1/me/'s object. */
+export const updateMe = (fields) => postJSON(api("me/"), fields, "PATCH");

@@ -61,6 +61,16 @@ function card(room) {
       h("span", { class: "badge", hidden: "" })));
 }
 
+/** Show a room's new name (and, on a home-page card, its topic) in its list entry. */
+function retitle(item, { name, topic }) {
+  for (const node of item.querySelectorAll(".room-label, .room-card-name")) node.textContent = name;
+  const meta = item.querySelector(".room-card-meta");
+  if (meta) {
+    const kind = meta.textContent.split("·")[0].trim();
+    meta.textContent = topic ? `${kind} · ${topic}` : kind;
+  }
+}
+
 export class RoomList {
   /** `current`: the room on screen (room.js shows it; it never has a badge here). */
   constructor({ socket, me, current = null }) {
@@ -102,6 +112,9 @@ export class RoomList {
         break;
       case "kicked":
         if (frame.room !== this.current && item?.closest(".sidebar, .room-cards")) item.remove();
+        break;
+      case "room.updated": // a new name or topic (a direct room's label is the other person's name)
+        if (item && !frame.room.startsWith(DM_PREFIX)) retitle(item, frame);
         break;
       default:
         break;

@@ -5,8 +5,10 @@ import { ConnectionBanner } from "./connection.js";
 import { paintAccountAvatar } from "./render.js";
 import { openBrowseRooms, openCreateRoom } from "./rooms.js";
 import { ChatSocket } from "./socket.js";
+import { reportTimezone } from "./timezone.js";
 
 paintAccountAvatar();
+reportTimezone();
 const socket = new ChatSocket({
   onFrame: (frame) => roomList.onFrame(frame),
   onStatus: (status, detail) => connection.show(status, detail),

@@ -14,12 +14,14 @@ import { dmPartner } from "./dm.js";
 import { setupDrawer } from "./drawer.js";
 import { setupEditor } from "./editor.js";
 import { setupRovingFocus } from "./keys.js";
+import { DisplayNames } from "./names.js";
 import { Outbox } from "./outbox.js";
 import { Presence } from "./presence.js";
 import { h, paintAccountAvatar } from "./render.js";
 import { setupRoomTools } from "./rooms.js";
 import { setupSearch } from "./search.js";
 import { ChatSocket } from "./socket.js";
+import { reportTimezone } from "./timezone.js";
 import { startTicker } from "./time.js";
 import { Timeline } from "./timeline.js";
 import { setupMessageMenu } from "./msgmenu.js";
@@ -34,14 +36,14 @@ const chat = $("chat");
 const slug = chat.dataset.roomSlug;
 const me = document.body.dataset.username;
 const dmWith = chat.dataset.dm === "true" ? dmPartner(chat.dataset.roomName, me) : null;
-const roomName = dmWith ?? chat.dataset.roomName;
+let roomName = dmWith ?? chat.dataset.roomName;
 const readSeq = chat.dataset.readSeq === "" ? null : Number(chat.dataset.readSeq);
 const focus = chat.dataset.focusId ? { id: Number(chat.dataset.focusId), seq: Number(chat.dataset.focusSeq) } : null;
 const PAGE_FROM = 200; // messages per page when loading forward from a position
 const PAGES_FROM = 10; // … at most this many pages; further back, the page opens at the bottom
 const banner = $("banner");
 const historyStatus = $("history-status");
-const pageTitle = document.title;
+let pageTitle = document.title;
 
 const history = { ok: false, hasMoreBefore: false, loading: false, failedOlder: false };
 let unseen = 0;
@@ -49,6 +51,7 @@ let editor = null; // set up below; the timeline asks it after each render
 let readSent = 0;
 let readTimer = null;
 
+const displayNames = new DisplayNames({ root: document.getElementById("chat") });
 const timeline = new Timeline({
   scroller: $("timeline"),
   list: $("messages"),
@@ -56,12 +59,15 @@ const timeline = new Timeline({
   me,
   onNearTop: () => loadOlder(),
   onPinned: (pinned) => pinned && markRead(),
-  onRender: (node) => editor?.rerendered(node),
+  onRender: (node) => {
+    editor?.rerendered(node);
+    displayNames.decorate(node);
+  },
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
 const socket = new ChatSocket({ onFrame, onStatus });
 const connection = new ConnectionBanner({ banner, retry: () => socket.retryNow() });
-const threads = setupThreads({ chat, slug, me, socket, timeline });
+const threads = setupThreads({ chat, slug, me, socket, timeline, onRender: (node) => displayNames.decorate(node) });
 setupReactions({ me, socket });
 const roomList = new RoomList({ socket, me, current: slug });
 const outbox = new Outbox({ room: slug, socket, timeline });
@@ -182,18 +188,21 @@ async function loadOlder() {
   const before = timeline.oldestSeq;
   if (!history.ok || !history.hasMoreBefore || history.loading || history.failedOlder || before === null) return;
   history.loading = true;
-  showHistoryStatus("Loading earlier messages…");
+  // The status line sits above the messages: its changes must not move them either.
+  timeline.keepPlace(() => showHistoryStatus("Loading earlier messages…"));
   try {
     const page = await fetchHistory(slug, { before });
-    timeline.addHistory(page.results, { older: true });
-    history.hasMoreBefore = Boolean(page.has_more_before) && page.results.length > 0;
-    showHistoryEdge();
+    timeline.keepPlace(() => {
+      timeline.addHistory(page.results, { older: true });
+      history.hasMoreBefore = Boolean(page.has_more_before) && page.results.length > 0;
+      showHistoryEdge();
+    });
   } catch {
     history.failedOlder = true;
-    showHistoryStatus("Couldn't load earlier messages.", () => {
+    timeline.keepPlace(() => showHistoryStatus("Couldn't load earlier messages.", () => {
       history.failedOlder = false;
       loadOlder();
-    });
+    }));
   } finally {
     history.loading = false;
   }
@@ -297,9 +306,28 @@ function onFrame(frame) {
     case "read": // another tab of ours read a room: its badge (or our own read position) moves
       readSent = Math.max(readSent, frame.seq);
       break;
+    case "room.updated": // the owner or a moderator set the name or topic, here or in another tab
+      if (!dmWith) retitleRoom(frame);
+      break;
     default:
       break; // pong, left: nothing to show
   }
+}
+
+function showTopic(topic) {
+  const line = $("room-topic");
+  line.textContent = topic;
+  line.hidden = !topic;
+}
+
+function retitleRoom({ name, topic }) {
+  document.querySelector("#room-title .room-title-text").textContent = name;
+  $("composer-input").placeholder = `Message #${name}`;
+  showTopic(topic);
+  roomName = name;
+  pageTitle = pageTitle.replace(chat.dataset.roomName, name);
+  chat.dataset.roomName = name;
+  document.title = unseen ? `(${unseen}) ${pageTitle}` : pageTitle;
 }
 
 function onStatus(status, detail) {
@@ -325,6 +353,7 @@ document.addEventListener("visibilitychange", () => {
 });
 
 paintAccountAvatar();
+reportTimezone();
 startTicker(chat);
 setupDrawer({ button: $("drawer-button"), drawer: $("rooms-nav") });
 const input = $("composer-input");
@@ -352,11 +381,7 @@ setupSearch({
 setupRoomTools({
   slug,
   notify: (text) => notify?.(text),
-  onTopic: (topic) => {
-    const line = $("room-topic");
-    line.textContent = topic;
-    line.hidden = !topic;
-  },
+  onTopic: showTopic,
 });
 timeline.scroller.addEventListener("scroll", () => markRead(), { passive: true });
 roomList.start();

@@ -46,7 +46,7 @@ async function fetchThread(id, after) {
   return response.json();
 }
 
-export function setupThreads({ chat, slug, me, socket, timeline }) {
+export function setupThreads({ chat, slug, me, socket, timeline, onRender = () => {} }) {
   messageParts.before.push(quote);
   messageParts.after.push(replyCount, tools);
 
@@ -75,7 +75,7 @@ export function setupThreads({ chat, slug, me, socket, timeline }) {
     if (rootId === null) return;
     if (msg.id === rootId) {
       shown.set(msg.id, msg);
-      renderMessage(rootBox.firstElementChild ?? rootBox.appendChild(h("div")), msg, me);
+      onRender(renderMessage(rootBox.firstElementChild ?? rootBox.appendChild(h("div")), msg, me));
       count.textContent = msg.reply_count ? replies(msg.reply_count) : "No replies yet";
       return;
     }
@@ -89,7 +89,7 @@ export function setupThreads({ chat, slug, me, socket, timeline }) {
       if (after) after.after(node);
       else list.prepend(node);
     }
-    renderMessage(node, msg, me);
+    onRender(renderMessage(node, msg, me));
   }
 
   /** Change the message `id` wherever it is shown (the room and the panel). */

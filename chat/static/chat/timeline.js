@@ -147,7 +147,7 @@ export class Timeline {
       }
     };
     this.list.setAttribute("aria-busy", "true");
-    if (older) this.#keepOffset(apply);
+    if (older) this.keepPlace(apply);
     else this.#atEnd(apply);
     this.list.removeAttribute("aria-busy");
   }
@@ -251,7 +251,8 @@ export class Timeline {
     }
   }
 
-  #keepOffset(change) {
+  /** Run `change` (to what is above the view) without moving what the reader sees. */
+  keepPlace(change) {
     const s = this.scroller;
     const fromBottom = s.scrollHeight - s.scrollTop;
     change();

@@ -4,6 +4,7 @@
 
 import { messageButton } from "./dm.js";
 import { avatar, h } from "./render.js";
+import { localTime } from "./timezone.js";
 
 const GAP_PX = 6;
 const EDGE_PX = 8;
@@ -14,7 +15,7 @@ export function setupUserCards({ root, me, isOnline = () => false }) {
   document.body.append(card);
   let invoker = null;
   let closedAt = 0;
-  const names = new Map(); // username → display name ("" for none), for this page's life
+  const names = new Map(); // username → { name, timezone } ("" for none), for this page's life
 
   const open = (button) => {
     const username = button.dataset.user ?? button.textContent.trim();
@@ -36,26 +37,35 @@ export function setupUserCards({ root, me, isOnline = () => false }) {
     card.showPopover();
     place(button);
     card.querySelector("button")?.focus();
-    showName(username);
+    showDetails(username);
   };
 
-  // The display name (settings page) comes after the card opens: the card is useful without it.
-  const showName = async (username) => {
-    let name = names.get(username);
-    if (name === undefined) {
+  // The display name (settings page) and local time come after the card opens: the card is
+  // useful without them.
+  const showDetails = async (username) => {
+    let details = names.get(username);
+    if (details === undefined) {
       try {
         const response = await fetch(`/users/${encodeURIComponent(username)}/card/`, { credentials: "same-origin" });
-        name = response.ok ? (await response.json()).name ?? "" : "";
+        const data = response.ok ? await response.json() : {};
+        details = { name: data.name ?? "", timezone: data.timezone ?? "" };
       } catch {
         return; // offline: the username alone
       }
-      names.set(username, name);
+      names.set(username, details);
     }
     const line = card.querySelector(".user-card-name");
-    if (!name || card.getAttribute("aria-label") !== username || !line) return;
-    line.textContent = name;
-    line.after(h("p", { class: "user-card-username" }, `@${username}`));
-    card.setAttribute("aria-label", `${name} (@${username})`);
+    if (card.getAttribute("aria-label") !== username || !line) return;
+    const time = localTime(details.timezone);
+    if (time) {
+      card.querySelector(".user-card-state")?.after(
+        h("p", { class: "user-card-time", title: details.timezone }, `${time} local time`));
+    }
+    if (details.name) {
+      line.textContent = details.name;
+      line.after(h("p", { class: "user-card-username" }, `@${username}`));
+      card.setAttribute("aria-label", `${details.name} (@${username})`);
+    }
   };
 
   const place = (button) => {
