@@ -48,6 +48,8 @@ KICKED = "kicked"
 ERROR = "error"
 PONG = "pong"
 NOTIFICATION = "notification"
+COMMAND = "command"  # the answer to a slash command that stores nothing (PROTOCOL.md 9)
+ROOM_UPDATED = "room.updated"  # a room's name, topic or lock changed (docs/protocol.md)
 
 # Error codes (PROTOCOL.md 3.4).
 BAD_JSON = "bad_json"
@@ -615,9 +617,40 @@ def notification_frame(*, notification: NotificationShape) -> NotificationFrame:
     return {"type": NOTIFICATION, "notification": notification}
 
 
+class CommandFrame(TypedDict):
+    """``command``: to the caller's socket alone, for /help and /topic (chat.commands); the
+    ``client_id`` of the `send` it answers (nothing was stored under it)."""
+
+    type: str
+    room: str
+    text: str
+    client_id: str
+    ref: NotRequired[str]
+
+
+def command_frame(*, room: str, text: str, client_id: str) -> CommandFrame:
+    return {"type": COMMAND, "room": room, "text": text, "client_id": client_id}
+
+
+class RoomUpdatedFrame(TypedDict):
+    """``room.updated``: the room's settings after a change, to every socket that joined it
+    (unnumbered, like ``typing``: a missed one is read again with the room over REST)."""
+
+    type: str
+    room: str
+    name: str
+    topic: str
+    locked: bool
+
+
+def room_updated_frame(*, room) -> RoomUpdatedFrame:
+    return {"type": ROOM_UPDATED, "room": room.slug, "name": room.name, "topic": room.topic, "locked": room.locked}
+
+
 ServerFrame = (
     MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame
-    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame
+    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame | CommandFrame
+    | RoomUpdatedFrame
 )
 
 FRAME_BUILDERS = {
@@ -635,6 +668,8 @@ FRAME_BUILDERS = {
     ERROR: error_frame,
     PONG: pong_frame,
     NOTIFICATION: notification_frame,
+    COMMAND: command_frame,
+    ROOM_UPDATED: room_updated_frame,
 }
 
 _ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}

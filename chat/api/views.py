@@ -16,9 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import protocol, realtime, rules, selectors, services
+from ..commands import CommandReply
 from ..protocol import ChatError, message_payload
 from . import serializers as s
-from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, THREAD_PAGE, errors
+from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, MESSAGE_OR_COMMAND, RETRY_AFTER, THREAD_PAGE, errors
 from .throttling import LoginRateThrottle
 
 SLUG = OpenApiParameter(
@@ -274,18 +275,23 @@ class RoomMessagesView(APIView):
                 "reply", value={"body": "agreed", "client_id": "0c3e…", "reply_to": 120}, request_only=True
             ),
         ],
-        responses={201: MESSAGE, 200: MESSAGE, **errors(*COMMON)},
+        responses={201: MESSAGE, 200: MESSAGE_OR_COMMAND, **errors(*COMMON)},
         description="Post, as the WebSocket `send`: 201 with the new message, or 200 with the "
-        "original for a repeated `client_id`. Posting in a public room joins it.",
+        "original for a repeated `client_id`. Posting in a public room joins it. A slash command "
+        "that stores nothing (`/help`, `/topic <text>`) answers 200 with the socket's `command` "
+        "frame: `{\"type\": \"command\", \"room\": …, \"text\": …, \"client_id\": …}`.",
     )
     def post(self, request: Request, slug: str) -> Response:
         access = _access(request, slug)
         data = _valid(s.MessagePostSerializer, request.data)
         services.room_join(access=access, user=request.user)
-        message, created = services.message_post(
+        result = services.message_post(
             room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
-            reply_to=data.get("reply_to"), attachments=data["attachments"],
+            reply_to=data.get("reply_to"), attachments=data["attachments"], interactive=True,
         )
+        if isinstance(result, CommandReply):  # /help, /topic: nothing stored; the socket's `command` frame
+            return Response(protocol.command_frame(room=result.room, text=result.text, client_id=result.client_id))
+        message, created = result
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
