@@ -44,6 +44,7 @@ v1 = [
     path("notifications/", notifications.NotificationsView.as_view(), name="api-notifications"),
     path("notifications/read/", notifications.NotificationsReadView.as_view(), name="api-notifications-read"),
     path("me/", notifications.MeView.as_view(), name="api-me"),
+    path("auth/connect-token/", views.ConnectTokenView.as_view(), name="api-connect-token"),
 ]
 
 urlpatterns = [

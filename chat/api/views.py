@@ -7,6 +7,7 @@ into responses, so views never build an error themselves.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
@@ -133,6 +134,23 @@ class TokenView(APIView):
     def delete(self, request: Request) -> Response:
         services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConnectTokenView(APIView):
+    """POST: a single-use connect token for the caller's socket (PROTOCOL.md 9)."""
+
+    @extend_schema(
+        operation_id="auth_connect_token",
+        description="A token that opens one WebSocket as the caller, `/ws/chat/?token=<token>`, "
+        "with no cookie or Origin, within `expires_in` seconds (CHAT_CONNECT_TOKEN_TTL). A used, "
+        "expired or forged one gets `unauthenticated` and close 4401.",
+        request=None,
+        responses={200: s.ConnectTokenSerializer, **errors(401, 403, 429, 503)},
+        parameters=[RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        token = services.connect_token_issue(user=request.user)
+        return Response({"token": token, "expires_in": settings.CHAT_CONNECT_TOKEN_TTL})
 
 
 # --- rooms ----------------------------------------------------------------------------

@@ -270,3 +270,6 @@ from .moderation import (  # noqa: E402,F401
     site_ban_lift,
     site_ban_set,
 )
+
+# Connect tokens (PROTOCOL.md 9): single-use socket credentials for embedding.
+from .connect_tokens import connect_token_issue, connect_token_redeem  # noqa: E402,F401
