@@ -95,3 +95,21 @@ async def test_redeeming_prunes_uses_older_than_the_lifetime(user):
 
     (nonce,) = await run()
     assert nonce != "stale"
+
+
+def test_access_logs_write_connect_tokens_redacted(caplog):
+    import io
+    import logging
+
+    from daphne.access import AccessLogGenerator
+
+    from chat.serving import redact
+
+    redact.install()
+    assert redact.redact("GET /ws/chat/?a=1&token=abc:def&b=2") == "GET /ws/chat/?a=1&token=[redacted]&b=2"
+    stream = io.StringIO()
+    AccessLogGenerator(stream).write_entry(host="1.2.3.4", date=timezone.now(), request="GET /ws/chat/?token=s3cret")
+    assert "s3cret" not in stream.getvalue() and "token=[redacted]" in stream.getvalue()
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET", "/ws/chat/?token=s3cret", "1.1", 404)
+    assert "s3cret" not in caplog.text and "token=[redacted]" in caplog.text
