@@ -28,6 +28,7 @@ import { setupThreads } from "./thread.js";
 import { setupUserCards } from "./usercard.js";
 import { Notifications, jumpFromHash } from "./notifications.js";
 import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
+import { setupCommandAutocomplete, setupCommandOutput } from "./commands.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -273,6 +274,13 @@ function onFrame(frame) {
     case "ack":
       outbox.ack(frame);
       break;
+    case "command": // /help, /topic: nothing was stored; the text is for this tab alone
+      outbox.answered(frame);
+      if (frame.room === slug) showCommand(frame.text);
+      break;
+    case "room.updated":
+      if (frame.room === slug) showTopic(frame.topic);
+      break;
     case "typing":
       if (frame.room === slug) presence.startedTyping(frame.user);
       break;
@@ -345,6 +353,13 @@ const notify = setupMessageMenu({
 const notifications = new Notifications({ slug, me });
 highlightMentions({ list: $("messages"), me });
 setupMentionAutocomplete({ form: $("composer"), input: $("composer-input"), slug, me });
+setupCommandAutocomplete({ form: $("composer"), input: $("composer-input") });
+const showCommand = setupCommandOutput({ form: $("composer") });
+function showTopic(topic) {
+  const line = $("room-topic");
+  line.textContent = topic;
+  line.hidden = !topic;
+}
 setupSearch({
   form: $("search"), input: $("search-input"), panel: $("search-results"), slug, roomLabel: () => (dmWith ? `@${dmWith}` : `#${roomName}`),
   onOpen: openMessage,
@@ -352,11 +367,7 @@ setupSearch({
 setupRoomTools({
   slug,
   notify: (text) => notify?.(text),
-  onTopic: (topic) => {
-    const line = $("room-topic");
-    line.textContent = topic;
-    line.hidden = !topic;
-  },
+  onTopic: showTopic,
 });
 timeline.scroller.addEventListener("scroll", () => markRead(), { passive: true });
 roomList.start();
