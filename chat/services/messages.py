@@ -20,8 +20,6 @@ from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from .. import commands, protocol, realtime, rules, selectors
-# The package, for room_update() (/topic): bound at call time, as services/__init__ imports this module first.
-from .. import services
 from ..commands import CommandReply
 from ..formatting import parse_markdown
 from ..models import Message, Room, RoomEvent
@@ -29,6 +27,7 @@ from ..protocol import EVENTS_KEPT, ChatError
 from . import attachments
 from .log import log_message_delete
 from .notifications import notify_for_posted
+from .rooms import room_update
 
 _PRUNE_EVERY = 100
 
@@ -241,7 +240,7 @@ def _action_run(post: Post, action: commands.Action) -> CommandReply:
         if access is None:
             raise ChatError(protocol.NOT_FOUND, "No such room.")
         # room_update decides under the room's lock and announces `room.updated`.
-        room = services.room_update(access=access, actor=post.author, topic=action.arg)
+        room = room_update(access=access, actor=post.author, topic=action.arg)
         text = f"You set the topic: {room.topic}" if room.topic else "You cleared the topic."
         return CommandReply(room=room.slug, text=text, client_id=post.client_id)
     return CommandReply(room=post.room.slug, text=commands.help_text(), client_id=post.client_id)
