@@ -46,9 +46,9 @@ def room_update(
     """The owner or a moderator renames, (un)locks the room or sets its topic; None leaves a field as it is.
 
     Decided under the room's lock on ``actor``'s access read there. Locking and unlocking
-    are moderation actions: logged with ``actor``. A change is announced on commit to the
-    room's sockets as `room.updated` (unnumbered); `send` and `edit` answer `room_locked`
-    from the next frame on.
+    are moderation actions: logged with ``actor``. A new name or topic is announced on commit
+    to the room's sockets as `room.updated` (unnumbered); a lock is not announced: `send` and
+    `edit` answer `room_locked` from the next frame on.
     """
     name = validate_room_name(name) if name is not None else None
     topic = validate_room_topic(topic) if topic is not None else None
@@ -69,7 +69,8 @@ def room_update(
             room.save(update_fields=fields)
             if lock_changed:
                 log_room_lock(actor=actor, room=room)
-            text = protocol.encode(protocol.room_updated_frame(room=room))
-            room_id = room.pk
-            transaction.on_commit(lambda: realtime.room_ephemeral_publish(room_id=room_id, text=text))
+            if name is not None or topic is not None:  # what the page shows; a lock answers the next send
+                text = protocol.encode(protocol.room_updated_frame(room=room))
+                room_id = room.pk
+                transaction.on_commit(lambda: realtime.room_ephemeral_publish(room_id=room_id, text=text))
     return room
