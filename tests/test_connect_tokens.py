@@ -113,3 +113,22 @@ def test_access_logs_write_connect_tokens_redacted(caplog):
     with caplog.at_level(logging.INFO, logger="uvicorn.access"):
         logging.getLogger("uvicorn.access").info('%s - "%s %s HTTP/%s" %d', "1.2.3.4", "GET", "/ws/chat/?token=s3cret", "1.1", 404)
     assert "s3cret" not in caplog.text and "token=[redacted]" in caplog.text
+
+
+def test_two_redemptions_at_once_let_one_through(user):
+    """The nonce's primary key decides, as between two server processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+
+    token = services.connect_token_issue(user=user)
+
+    def redeem():
+        try:
+            return services.connect_token_redeem(token=token)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(4) as pool:
+        users = list(pool.map(lambda _: redeem(), range(4)))
+    assert users.count(None) == 3 and user in users

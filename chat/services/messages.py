@@ -280,8 +280,9 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
 
     Each post is judged as message_post would judge it alone, in order (an earlier post of
     the batch counts against the rate, and a repeated ``client_id`` within the batch gets
-    the first one's message): its result is (message, created) or the ChatError refusing
-    it, and a refusal costs the others nothing. The accepted posts take their rooms' seqs
+    the first one's message): its result is (message, created), a CommandReply for a slash
+    command that stores nothing (``Post.interactive``), or the ChatError refusing it, and a
+    refusal costs the others nothing. The accepted posts take their rooms' seqs
     in batch order (one UPDATE per room, rooms locked in id order), are inserted with two
     bulk INSERTs and are announced, in seq order, after the one commit. A database error
     raises for the whole batch; nothing of it is stored.
