@@ -5,6 +5,8 @@
   token: that stops cross-site WebSocket hijacking. Channels' AllowedHostsOriginValidator is
   not used because it would also refuse token clients and handshakes without credentials.
 - ``Authorization: Token <key>``: programs; no Origin needed.
+- ``?token=<connect token>`` in the URL (PROTOCOL.md 9, services.connect_tokens): once,
+  for the user it was issued to; no cookie or Origin needed.
 - Otherwise the Django session cookie.
 - Neither: the socket is let through as anonymous; the consumer then closes it with 4401.
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.contrib import auth
@@ -23,7 +25,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
-from . import protocol, rules
+from . import protocol, rules, services
 from .db import db_call
 
 
@@ -64,6 +66,15 @@ def _token_user(key: str):
     return token.user
 
 
+def _connect_token(scope) -> str | None:
+    """The ``token`` of the handshake's query string, if any (the last one given)."""
+    query = scope.get("query_string", b"")
+    if b"token=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("token")
+    return values[-1] if values else None
+
+
 async def _deny(receive, send) -> None:
     """Refuse the handshake: Daphne answers HTTP 403."""
     message = await receive()
@@ -98,14 +109,18 @@ class ChatAuthMiddleware:
             # must not reach the socket with the browser's cookie (PROTOCOL.md 3).
             return await _deny(receive, send)
         scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
+        connect_token = _connect_token(scope)
         if authorization.startswith("Token "):
             key = authorization[len("Token ") :].strip()
             scope["user"] = await db_call(_token_user)(key)
             scope["auth_token"] = key
+        elif connect_token is not None:
+            # A used, expired or forged one leaves the socket anonymous: 4401, as for any failure.
+            scope["user"] = await db_call(services.connect_token_redeem)(token=connect_token) or AnonymousUser()
         elif session_key is not None:
             scope["user"] = await db_call(_session_user)(session_key)
             scope["session_key"] = session_key
-        if scope["session_key"] or scope["auth_token"]:
+        if scope["session_key"] or scope["auth_token"] or scope["user"].is_authenticated:
             # A site-banned user's handshake is accepted, then closed with 4403 (PROTOCOL.md 5).
             scope["site_banned"] = await db_call(rules.handshake_banned)(
                 user=scope["user"], session_key=scope["session_key"], token=scope["auth_token"]

@@ -16,6 +16,7 @@ from django.db import InterfaceError, OperationalError
 from . import batching, metrics, protocol, realtime, rules, selectors, serving, services
 from .db import db_call
 from .models import Room
+from .commands import CommandReply
 from .protocol import ChatError
 
 log = logging.getLogger(__name__)
@@ -242,12 +243,16 @@ class ChatConsumer(AsyncConsumer):
         # refuses NUL in a query); the body is judged by the service, after the permissions.
         protocol.validate_text(frame["client_id"], field="client_id")
         with metrics.timed(metrics.STORE_SECONDS):
-            message, _created = await batching.post(
+            result = await batching.post(
                 services.Post(
                     room=room, author=self.user, body=frame["body"], client_id=frame["client_id"],
                     reply_to=frame.get("reply_to"), attachments=tuple(frame.get("attachments") or ()),
+                    interactive=True,
                 )
             )
+        if isinstance(result, CommandReply):  # /help, /topic: nothing stored, so no ack
+            return protocol.command_frame(room=result.room, text=result.text, client_id=result.client_id)
+        message, _created = result
         return protocol.ack_frame(room=message.room.slug, client_id=message.client_id, id=message.pk, seq=message.seq)
 
     async def frame_edit(self, frame):

@@ -201,13 +201,20 @@ class ParsedBody:
         return sanitize_html(_md.renderer.render(self._tokens, _md.options, env)).rstrip("\n")
 
 
-def parse_markdown(body: str) -> ParsedBody:
-    """Parse ``body`` (any string: NUL and lone surrogates become U+FFFD)."""
+def parse_markdown(body: str, *, emote: bool = False) -> ParsedBody:
+    """Parse ``body`` (any string: NUL and lone surrogates become U+FFFD); ``emote`` (a /me,
+    chat.commands) sets the text of every paragraph and list item in italics (code blocks
+    stay as they are)."""
     if body[-1:] not in ("", " ") and _PLAIN.fullmatch(body):
-        return ParsedBody(None, f"<p>{body}</p>")
+        return ParsedBody(None, f"<p><em>{body}</em></p>" if emote else f"<p>{body}</p>")
     if _SURROGATE.search(body):
         body = _SURROGATE.sub("\ufffd", body)
-    return ParsedBody(_md.parse(body, {}))
+    tokens = _md.parse(body, {})
+    if emote:
+        for block in tokens:
+            if block.type == "inline" and block.children:
+                block.children = [Token("em_open", "em", 1), *block.children, Token("em_close", "em", -1)]
+    return ParsedBody(tokens)
 
 
 def render_markdown(body: str, *, mentions: Mentions = None) -> str:

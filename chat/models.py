@@ -456,3 +456,16 @@ class IncomingWebhook(models.Model):
 
     def __str__(self) -> str:
         return f"webhook {self.name} in {self.room_id}"
+
+
+class ConnectTokenUse(models.Model):
+    """A used connect token (PROTOCOL.md 9), by its nonce: the primary key makes each token
+    open one socket, across every server process. Rows older than CHAT_CONNECT_TOKEN_TTL
+    (whose tokens have expired anyway) are deleted as new ones are written."""
+
+    nonce = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    used_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"connect token of {self.user_id} used at {self.used_at}"

@@ -50,7 +50,8 @@ KICKED = "kicked"
 ERROR = "error"
 PONG = "pong"
 NOTIFICATION = "notification"
-ROOM_UPDATED = "room.updated"  # the project's own (docs/protocol.md): a room's name or topic changed
+COMMAND = "command"  # the answer to a slash command that stores nothing (PROTOCOL.md 9)
+ROOM_UPDATED = "room.updated"  # a room's name, topic or lock changed (docs/protocol.md)
 
 # Error codes (PROTOCOL.md 3.4).
 BAD_JSON = "bad_json"
@@ -632,22 +633,40 @@ def notification_frame(*, notification: NotificationShape) -> NotificationFrame:
     return {"type": NOTIFICATION, "notification": notification}
 
 
+class CommandFrame(TypedDict):
+    """``command``: to the caller's socket alone, for /help and /topic (chat.commands); the
+    ``client_id`` of the `send` it answers (nothing was stored under it)."""
+
+    type: str
+    room: str
+    text: str
+    client_id: str
+    ref: NotRequired[str]
+
+
+def command_frame(*, room: str, text: str, client_id: str) -> CommandFrame:
+    return {"type": COMMAND, "room": room, "text": text, "client_id": client_id}
+
+
 class RoomUpdatedFrame(TypedDict):
-    """``room.updated``: to the room's sockets when its name or topic changed (no seq, not replayed)."""
+    """``room.updated``: the room's settings after a change, to every socket that joined it
+    (unnumbered, like ``typing``: a missed one is read again with the room over REST)."""
 
     type: str
     room: str
     name: str
     topic: str
+    locked: bool
 
 
-def room_updated_frame(*, room: str, name: str, topic: str) -> RoomUpdatedFrame:
-    return {"type": ROOM_UPDATED, "room": room, "name": name, "topic": topic}
+def room_updated_frame(*, room) -> RoomUpdatedFrame:
+    return {"type": ROOM_UPDATED, "room": room.slug, "name": room.name, "topic": room.topic, "locked": room.locked}
 
 
 ServerFrame = (
     MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame
-    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame | RoomUpdatedFrame
+    | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame | CommandFrame
+    | RoomUpdatedFrame
 )
 
 FRAME_BUILDERS = {
@@ -665,6 +684,7 @@ FRAME_BUILDERS = {
     ERROR: error_frame,
     PONG: pong_frame,
     NOTIFICATION: notification_frame,
+    COMMAND: command_frame,
     ROOM_UPDATED: room_updated_frame,
 }
 

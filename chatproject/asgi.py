@@ -16,6 +16,7 @@ from chat.auth import ChatAuthMiddleware  # noqa: E402
 from chat.limits import BodyLimitMiddleware, install_daphne_limits  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from chat.serving import install_graceful_shutdown  # noqa: E402
+from chat.serving.redact import install as install_log_redaction  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -42,4 +43,6 @@ def tune_garbage_collector() -> None:
 # Under Daphne or uvicorn, SIGTERM closes sockets with 1001 and drains before exiting (chat/serving/).
 install_graceful_shutdown(current_hub=realtime.current_hub)
 install_daphne_limits()
+# Connect tokens travel in WebSocket URLs: the access logs write them redacted.
+install_log_redaction()
 tune_garbage_collector()

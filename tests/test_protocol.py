@@ -96,6 +96,10 @@ NOTIFICATION = {
     "created_at": "time", "read": BOOL,
 }
 FRAMES["notification"] = {"notification": NOTIFICATION}
+# Section 9's slash commands: the answer to /help and /topic (client_id and ref: docs/protocol.md).
+FRAMES["command"] = {"room": STR, "text": STR, "client_id": STR, "ref": REF}
+# Not in PROTOCOL.md: the project's announcement of a room's new settings (docs/protocol.md).
+FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR, "locked": BOOL}
 PENDING = {"notice": "section 9"}
 # The project's own frames (docs/protocol.md, not in PROTOCOL.md 3.2).
 FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR}
@@ -190,7 +194,8 @@ def samples(message: Message) -> dict[str, list]:
             ))
             for kind in ("mention", "dm", "reply", "room")
         ],
-        "room.updated": [protocol.room_updated_frame(room="general", name="General", topic="Ship it on Friday")],
+        "command": [protocol.command_frame(room="general", text="Commands: …", client_id="c-2")],
+        "room.updated": [protocol.room_updated_frame(room=message.room)],
     }
 
 

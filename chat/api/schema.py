@@ -119,6 +119,23 @@ ERROR_SCHEMA = {
 MESSAGE = {"$ref": "#/components/schemas/Message"}
 ERROR = {"$ref": "#/components/schemas/Error"}
 
+COMMAND_REPLY_SCHEMA = {
+    "type": "object",
+    "description": "The answer to a slash command that stores nothing (`/help`, `/topic`): the "
+    "socket's `command` frame.",
+    "properties": {
+        "type": {"type": "string", "enum": [protocol.COMMAND]},
+        "room": {"type": "string", "description": "The room's slug."},
+        "text": {"type": "string", "description": "What to show the caller (only them)."},
+        "client_id": {"type": "string"},
+    },
+    "required": ["type", "room", "text", "client_id"],
+    "additionalProperties": False,
+}
+COMMAND_REPLY = {"$ref": "#/components/schemas/CommandReply"}
+# A post's 200: the original of a repeated client_id, or a command's answer.
+MESSAGE_OR_COMMAND = {"oneOf": [MESSAGE, COMMAND_REPLY]}
+
 HISTORY_PAGE_SCHEMA = {
     "type": "object",
     "properties": {
@@ -242,6 +259,7 @@ def add_components(result, generator, request, public):
     result.setdefault("paths", {})["/api/v1/rooms/{slug}/uploads/"] = UPLOAD_OPERATION
     schemas["Notification"] = NOTIFICATION_SCHEMA
     schemas["NotificationsPage"] = NOTIFICATIONS_PAGE_SCHEMA
+    schemas["CommandReply"] = COMMAND_REPLY_SCHEMA
     # Every operation that takes a body answers a body it cannot parse with 415.
     for operations in result.get("paths", {}).values():
         for operation in operations.values():

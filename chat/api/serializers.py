@@ -73,6 +73,11 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField(read_only=True, help_text="Send as `Authorization: Token <token>`.")
 
 
+class ConnectTokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True, help_text="Open `/ws/chat/?token=<token>` with it, once.")
+    expires_in = serializers.IntegerField(read_only=True, help_text="Seconds it stays usable.")
+
+
 # --- rooms ----------------------------------------------------------------------------
 
 

@@ -49,6 +49,7 @@ v1 = [
     path("bots/<str:username>/", bots.BotView.as_view(), name="api-bot"),
     path("rooms/<str:slug>/webhooks/", bots.RoomWebhooksView.as_view(), name="api-room-webhooks"),
     path("rooms/<str:slug>/webhooks/<int:webhook_id>/", bots.RoomWebhookView.as_view(), name="api-room-webhook"),
+    path("auth/connect-token/", views.ConnectTokenView.as_view(), name="api-connect-token"),
 ]
 
 urlpatterns = [

@@ -7,6 +7,7 @@ into responses, so views never build an error themselves.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status
@@ -16,9 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import protocol, realtime, rules, selectors, services
+from ..commands import CommandReply
 from ..protocol import ChatError, message_payload
 from . import serializers as s
-from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, RETRY_AFTER, THREAD_PAGE, errors
+from .schema import COMMON, HISTORY_PAGE, MAX_ID, MESSAGE, MESSAGE_OR_COMMAND, RETRY_AFTER, THREAD_PAGE, errors
 from .throttling import LoginRateThrottle
 
 SLUG = OpenApiParameter(
@@ -132,6 +134,23 @@ class TokenView(APIView):
     def delete(self, request: Request) -> Response:
         services.token_revoke(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConnectTokenView(APIView):
+    """POST: a single-use connect token for the caller's socket (PROTOCOL.md 9)."""
+
+    @extend_schema(
+        operation_id="auth_connect_token",
+        description="A token that opens one WebSocket as the caller, `/ws/chat/?token=<token>`, "
+        "with no cookie or Origin, within `expires_in` seconds (CHAT_CONNECT_TOKEN_TTL). A used, "
+        "expired or forged one gets `unauthenticated` and close 4401.",
+        request=None,
+        responses={200: s.ConnectTokenSerializer, **errors(401, 403, 429, 503)},
+        parameters=[RETRY_AFTER],
+    )
+    def post(self, request: Request) -> Response:
+        token = services.connect_token_issue(user=request.user)
+        return Response({"token": token, "expires_in": settings.CHAT_CONNECT_TOKEN_TTL})
 
 
 # --- rooms ----------------------------------------------------------------------------
@@ -274,18 +293,23 @@ class RoomMessagesView(APIView):
                 "reply", value={"body": "agreed", "client_id": "0c3e…", "reply_to": 120}, request_only=True
             ),
         ],
-        responses={201: MESSAGE, 200: MESSAGE, **errors(*COMMON)},
+        responses={201: MESSAGE, 200: MESSAGE_OR_COMMAND, **errors(*COMMON)},
         description="Post, as the WebSocket `send`: 201 with the new message, or 200 with the "
-        "original for a repeated `client_id`. Posting in a public room joins it.",
+        "original for a repeated `client_id`. Posting in a public room joins it. A slash command "
+        "that stores nothing (`/help`, `/topic <text>`) answers 200 with the socket's `command` "
+        "frame: `{\"type\": \"command\", \"room\": …, \"text\": …, \"client_id\": …}`.",
     )
     def post(self, request: Request, slug: str) -> Response:
         access = _access(request, slug)
         data = _valid(s.MessagePostSerializer, request.data)
         services.room_join(access=access, user=request.user, implicit=True)
-        message, created = services.message_post(
+        result = services.message_post(
             room=access.room, author=request.user, body=data["body"], client_id=data["client_id"],
-            reply_to=data.get("reply_to"), attachments=data["attachments"],
+            reply_to=data.get("reply_to"), attachments=data["attachments"], interactive=True,
         )
+        if isinstance(result, CommandReply):  # /help, /topic: nothing stored; the socket's `command` frame
+            return Response(protocol.command_frame(room=result.room, text=result.text, client_id=result.client_id))
+        message, created = result
         return Response(message_payload(message), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0008_notifications'),
+        ('chat', '0010_connect_tokens'),
     ]
 
     operations = [

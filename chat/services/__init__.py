@@ -92,68 +92,8 @@ def room_create(*, owner, slug: str, name: str = "", private: bool = False) -> R
 
 # --- room settings and members (REST API) ---------------------------------------------
 
-ROOM_NAME_MAX = 100
-
-
-def validate_room_name(name: str) -> str:
-    """Return ``name`` trimmed, or raise invalid (empty, over ROOM_NAME_MAX, NUL or lone surrogates)."""
-    name = protocol.validate_text(name, field="name").strip()
-    if not 1 <= len(name) <= ROOM_NAME_MAX:
-        raise ChatError(protocol.INVALID, f"Room names are 1-{ROOM_NAME_MAX} characters.")
-    return name
-
-
-ROOM_TOPIC_MAX = 250  # Room.topic's max_length
-
-
-def validate_room_topic(topic: str) -> str:
-    """Return ``topic`` trimmed (empty clears it), or raise invalid (over ROOM_TOPIC_MAX, NUL, lone surrogates)."""
-    topic = protocol.validate_text(topic, field="topic").strip()
-    if len(topic) > ROOM_TOPIC_MAX:
-        raise ChatError(protocol.INVALID, f"A topic is at most {ROOM_TOPIC_MAX} characters.")
-    return topic
-
-
-def room_update(
-    *,
-    access: rules.RoomAccess,
-    actor,
-    name: str | None = None,
-    locked: bool | None = None,
-    topic: str | None = None,
-) -> Room:
-    """The owner or a moderator renames, (un)locks the room or sets its topic; None leaves a field as it is.
-
-    Decided under the room's lock on ``actor``'s access read there. Locking and unlocking
-    are moderation actions: logged with ``actor``; `send` and `edit` answer `room_locked` from
-    the next frame on, and nothing is broadcast for them. A new name or topic is announced to
-    the room's sockets after commit (``room.updated``), so headers and room lists follow live.
-    """
-    name = validate_room_name(name) if name is not None else None
-    topic = validate_room_topic(topic) if topic is not None else None
-    with transaction.atomic():
-        room = rules.check_moderate(rules.room_access_locked(access, actor)).room
-        lock_changed = locked is not None and locked != room.locked
-        texts_changed = (name is not None and name != room.name) or (topic is not None and topic != room.topic)
-        fields = []
-        if name is not None:
-            room.name = name
-            fields.append("name")
-        if locked is not None:
-            room.locked = locked
-            fields.append("locked")
-        if topic is not None:
-            room.topic = topic
-            fields.append("topic")
-        if fields:
-            room.save(update_fields=fields)
-            if lock_changed:
-                log_room_lock(actor=actor, room=room)
-            if texts_changed:
-                text = protocol.encode(protocol.room_updated_frame(room=room.slug, name=room.name, topic=room.topic))
-                room_id = room.pk
-                transaction.on_commit(lambda: realtime.room_ephemeral_publish(room_id=room_id, text=text))
-    return room
+# Room settings: its name, topic and lock (rooms.py; /topic runs room_update too).
+from .rooms import ROOM_NAME_MAX, ROOM_TOPIC_MAX, room_update, validate_room_name, validate_room_topic  # noqa: E402,F401
 
 
 def member_set(*, access: rules.RoomAccess, actor, user, role: str = Membership.Role.MEMBER) -> tuple[Membership, bool]:
@@ -280,3 +220,6 @@ from .moderation import (  # noqa: E402,F401
 
 # Bots and incoming webhooks (PROTOCOL.md 9).
 from .bots import bot_create, bot_end, bots_of, webhook_create, webhook_of_secret, webhook_post, webhook_revoke, webhooks_of  # noqa: E402,F401
+
+# Connect tokens (PROTOCOL.md 9): single-use socket credentials for embedding.
+from .connect_tokens import connect_token_issue, connect_token_redeem  # noqa: E402,F401

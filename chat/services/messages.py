@@ -19,13 +19,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max
 from django.utils import timezone
 
-from .. import protocol, realtime, rules, selectors
+from .. import commands, protocol, realtime, rules, selectors
+from ..commands import CommandReply
 from ..formatting import parse_markdown
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
 from . import attachments
 from .log import log_message_delete
 from .notifications import notify_for_posted
+from .rooms import room_update
 
 _PRUNE_EVERY = 100
 
@@ -63,24 +65,26 @@ class Rendered:
     mentions: list[str]
 
 
-def render_bodies(items: Sequence[tuple[Room, str]]) -> list[Rendered]:
+def render_bodies(items: Sequence[tuple[Room, str | commands.Text]]) -> list[Rendered]:
     """Render each (room, valid body): Markdown to sanitized html, ``@name`` as a mention
     only for users who can read that room (rules.users_who_see: queries only when some body
-    names someone).
+    names someone). A body given as commands.Text is stored as its ``body`` and rendered
+    from its ``markdown`` (in italics for a /me).
 
     Runs before the storing transaction, so its CPU time holds no lock; the doors call it
     off the event loop (the socket's group commit runs in the database thread).
     """
-    parsed = [parse_markdown(body) for _room, body in items]
+    texts = [body if isinstance(body, commands.Text) else commands.Text(body, body) for _room, body in items]
+    parsed = [parse_markdown(text.markdown, emote=text.emote) for text in texts]
     names: dict[Room, set[str]] = {}
     for (room, _body), body_parsed in zip(items, parsed):
         if body_parsed.mentions:
             names.setdefault(room, set()).update(body_parsed.mentions)
     seen = rules.users_who_see(names) if names else {}
     rendered = []
-    for (room, body), body_parsed in zip(items, parsed):
+    for (room, _body), text, body_parsed in zip(items, texts, parsed):
         visible = [name for name in body_parsed.mentions if name in seen.get(room.pk, ())]
-        rendered.append(Rendered(body=body, html=body_parsed.html(mentions=visible), mentions=visible))
+        rendered.append(Rendered(body=text.body, html=body_parsed.html(mentions=visible), mentions=visible))
     return rendered
 
 
@@ -207,9 +211,39 @@ class Post:
     door: rules.Door = rules.Door.SOCKET  # the group commit (chat.batching) is the socket's
     reply_to: int | None = None  # the id of the message answered (PROTOCOL.md 6)
     attachments: tuple = ()  # upload ids (PROTOCOL.md 8), checked by attachments.claim()
+    # The door answers a command that stores nothing (/topic, /help) with a CommandReply
+    # (the socket, REST); for other callers such a command is invalid.
+    interactive: bool = False
 
 
-PostResult = tuple[Message, bool] | ChatError
+PostResult = tuple[Message, bool] | ChatError | CommandReply
+
+
+def _text_of(post: Post, body: str) -> commands.Text | commands.Action:
+    """What the valid ``body`` of ``post`` asks for (chat.commands), or raise invalid."""
+    parsed = commands.parse(body)
+    if isinstance(parsed, commands.Action):
+        if not post.interactive:
+            raise ChatError(protocol.INVALID, f"/{parsed.name} can only be sent from a chat client.")
+        if post.attachments:
+            raise ChatError(protocol.INVALID, f"/{parsed.name} posts no message, so it takes no attachments.")
+    elif len(parsed.body) > Message.MAX_BODY:  # /shrug adds to the body
+        raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
+    return parsed
+
+
+def _action_run(post: Post, action: commands.Action) -> CommandReply:
+    """Run a command that stores no message; raise its refusal (/topic: forbidden unless
+    the author owns or moderates the room)."""
+    if action.name == "topic":
+        access = rules.room_access(user=post.author, room=post.room, door=post.door)
+        if access is None:
+            raise ChatError(protocol.NOT_FOUND, "No such room.")
+        # room_update decides under the room's lock and announces `room.updated`.
+        room = room_update(access=access, actor=post.author, topic=action.arg)
+        text = f"You set the topic: {room.topic}" if room.topic else "You cleared the topic."
+        return CommandReply(room=room.slug, text=text, client_id=post.client_id)
+    return CommandReply(room=post.room.slug, text=commands.help_text(), client_id=post.client_id)
 
 
 def message_post(
@@ -221,16 +255,19 @@ def message_post(
     door: rules.Door = rules.Door.API,
     reply_to: int | None = None,
     attachments: Sequence[str] = (),
-) -> tuple[Message, bool]:
+    interactive: bool = False,
+) -> tuple[Message, bool] | CommandReply:
     """Store a message (a reply when ``reply_to`` names a message, with the caller's
     unposted ``attachments``) and broadcast it; return (message, created).
 
     A repeated ``client_id`` of the same author returns the original (in whatever room it
     was posted) with created False: nothing stored, broadcast or counted against the rate.
+    A slash command is read first (chat.commands): with ``interactive``, one that stores
+    nothing (/topic, /help) is run and answered with a CommandReply; without, it is invalid.
     """
     post = Post(
         room=room, author=author, body=body, client_id=client_id, door=door, reply_to=reply_to,
-        attachments=tuple(attachments),
+        attachments=tuple(attachments), interactive=interactive,
     )
     result = message_post_many([post])[0]
     if isinstance(result, ChatError):
@@ -243,8 +280,9 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
 
     Each post is judged as message_post would judge it alone, in order (an earlier post of
     the batch counts against the rate, and a repeated ``client_id`` within the batch gets
-    the first one's message): its result is (message, created) or the ChatError refusing
-    it, and a refusal costs the others nothing. The accepted posts take their rooms' seqs
+    the first one's message): its result is (message, created), a CommandReply for a slash
+    command that stores nothing (``Post.interactive``), or the ChatError refusing it, and a
+    refusal costs the others nothing. The accepted posts take their rooms' seqs
     in batch order (one UPDATE per room, rooms locked in id order), are inserted with two
     bulk INSERTs and are announced, in seq order, after the one commit. A database error
     raises for the whole batch; nothing of it is stored.
@@ -258,16 +296,30 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     existing = _messages_by_client_id({(p.author.pk, p.client_id) for p, r in zip(posts, results) if r is None})
     # Rendered before the transaction: its CPU time holds no lock. A body's refusal waits
     # for its turn after the permissions (PROTOCOL.md 3.4's order).
+    # Slash commands are read here, for every door (chat.commands).
     bodies: dict[int, Rendered | ChatError] = {}
-    valid: list[tuple[int, Room, str]] = []
+    valid: list[tuple[int, Room, commands.Text]] = []
+    actions: dict[int, commands.Action] = {}
     for i, post in enumerate(posts):
         if results[i] is None and (post.author.pk, post.client_id) not in existing:
             try:
-                valid.append((i, post.room, validate_body(post.body, allow_empty=bool(post.attachments))))
+                text = _text_of(post, validate_body(post.body, allow_empty=bool(post.attachments)))
             except ChatError as error:
                 bodies[i] = error
-    for (i, _room, _body), rendered in zip(valid, render_bodies([(room, body) for _i, room, body in valid])):
+                continue
+            if isinstance(text, commands.Action):
+                actions[i] = text
+            else:
+                valid.append((i, post.room, text))
+    for (i, _room, _body), rendered in zip(valid, render_bodies([(room, text) for _i, room, text in valid])):
         bodies[i] = rendered
+    # Commands that store nothing run first, each in its own transaction (a /topic takes the
+    # room's lock in room_update); then the batch's transaction judges and stores the rest.
+    for i, action in actions.items():
+        try:
+            results[i] = _action_run(posts[i], action)
+        except ChatError as error:
+            results[i] = error
     rate, now = post_rate(), timezone.now()
     recent = {} if rate is None else recent_posts(author_ids={p.author.pk for p in posts}, rate=rate, now=now)
     try:
@@ -285,7 +337,11 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
         # would cost two round trips a batch.)
         if _retried:
             raise
-        return [message_post_many([post], _retried=True)[0] for post in posts]
+        # The commands already run keep their answers (they are not run twice).
+        return [
+            results[i] if i in actions else message_post_many([post], _retried=True)[0]  # type: ignore[misc]
+            for i, post in enumerate(posts)
+        ]
     for i, result in enumerate(results):
         if isinstance(result, int):
             first = results[result]
@@ -449,7 +505,11 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
     permission checks).
     """
     try:
-        rendered: Rendered | ChatError = _render_for(message_id, validate_body(body))
+        # The same parser as posting: /me stays or becomes a /me, // escapes (chat.commands).
+        text = commands.parse(validate_body(body), editing=True)
+        if len(text.body) > Message.MAX_BODY:
+            raise ChatError(protocol.INVALID, f"Messages are limited to {Message.MAX_BODY} characters.")
+        rendered: Rendered | ChatError = _render_for(message_id, text)
     except ChatError as error:
         rendered = error
     with transaction.atomic():
@@ -468,13 +528,14 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
     return message
 
 
-def _render_for(message_id: int, body: str) -> Rendered:
+def _render_for(message_id: int, text: commands.Text) -> Rendered:
     """render_bodies() of a body for the message ``message_id``'s room (read only if the body
     names someone; no such message renders no mention and is refused under the lock)."""
-    room = Room.objects.filter(messages__pk=message_id).first() if "@" in body else None
+    room = Room.objects.filter(messages__pk=message_id).first() if "@" in text.markdown else None
     if room is None:
-        return Rendered(body=body, html=parse_markdown(body).html(mentions=()), mentions=[])
-    return render_bodies([(room, body)])[0]
+        html = parse_markdown(text.markdown, emote=text.emote).html(mentions=())
+        return Rendered(body=text.body, html=html, mentions=[])
+    return render_bodies([(room, text)])[0]
 
 
 def message_delete(*, message_id: int, user, door: rules.Door = rules.Door.API, reason: str = "") -> Message:

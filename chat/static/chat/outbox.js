@@ -49,6 +49,14 @@ export class Outbox {
     this.timeline.confirm(entry.node, frame);
   }
 
+  /** A `command` frame: the send was a command that stored nothing, so its pending element goes. */
+  answered(frame) {
+    const entry = this.entries.get(frame.client_id);
+    if (!entry) return;
+    this.entries.delete(frame.client_id);
+    this.timeline.discard(entry.node);
+  }
+
   /** The broadcast of one of this tab's messages: returns its pending element to reuse. */
   settle(clientId) {
     const entry = this.entries.get(clientId);
@@ -61,7 +69,9 @@ export class Outbox {
   error(frame) {
     const entry = this.entries.get(frame.ref);
     if (!entry) return false;
-    let reason = FAILURES[frame.code] ?? frame.detail ?? "Not sent.";
+    // An unknown command's detail lists the commands: more use than the generic line.
+    const command = frame.code === "invalid" && entry.body.startsWith("/") && frame.detail;
+    let reason = command || (FAILURES[frame.code] ?? frame.detail ?? "Not sent.");
     if (frame.retry_after) reason += ` Try again in ${Math.ceil(frame.retry_after)} s.`;
     this.#setState(entry, "failed", reason);
     return true;

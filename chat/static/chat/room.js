@@ -30,6 +30,7 @@ import { setupThreads } from "./thread.js";
 import { setupUserCards } from "./usercard.js";
 import { Notifications, jumpFromHash } from "./notifications.js";
 import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
+import { setupCommandAutocomplete, setupCommandOutput } from "./commands.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -282,6 +283,10 @@ function onFrame(frame) {
     case "ack":
       outbox.ack(frame);
       break;
+    case "command": // /help, /topic: nothing was stored; the text is for this tab alone
+      outbox.answered(frame);
+      if (frame.room === slug) showCommand(frame.text);
+      break;
     case "typing":
       if (frame.room === slug) presence.startedTyping(frame.user);
       break;
@@ -307,7 +312,7 @@ function onFrame(frame) {
       readSent = Math.max(readSent, frame.seq);
       break;
     case "room.updated": // the owner or a moderator set the name or topic, here or in another tab
-      if (!dmWith) retitleRoom(frame);
+      if (frame.room === slug && !dmWith) retitleRoom(frame);
       break;
     default:
       break; // pong, left: nothing to show
@@ -374,6 +379,8 @@ const notify = setupMessageMenu({
 const notifications = new Notifications({ slug, me });
 highlightMentions({ list: $("messages"), me });
 setupMentionAutocomplete({ form: $("composer"), input: $("composer-input"), slug, me });
+setupCommandAutocomplete({ form: $("composer"), input: $("composer-input") });
+const showCommand = setupCommandOutput({ form: $("composer") });
 setupSearch({
   form: $("search"), input: $("search-input"), panel: $("search-results"), slug, roomLabel: () => (dmWith ? `@${dmWith}` : `#${roomName}`),
   onOpen: openMessage,
