@@ -181,6 +181,8 @@ async def rooms(target: Target, label: str, slugs: list[str], *, clients: int, a
 
 
 def raise_nofile(need: int) -> str:
+    """Raise the soft limit to the hard one; each process (this load generator, every server)
+    needs one descriptor per connection, so ``need`` is the largest connection count + slack."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -239,7 +241,7 @@ async def main(args) -> None:
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    say(f"{args.machine}; {raise_nofile(args.memory_conns * 2 + 200)}; "
+    say(f"{args.machine}; {raise_nofile(max(args.memory_conns, args.rooms_clients, *args.clients) + 500)}; "
         f"project: {args.project_version}")
     results: dict = {"machine": args.machine, "args": vars(args).copy(), "fanout": {}, "memory": {}, "rooms": {}}
     users = max(args.memory_conns, max(args.clients), args.rooms_clients) + 50

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections import Counter
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -63,16 +65,33 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def make_members(*, rate: float = RATE, members: int = MEMBERS, rooms: int = ROOMS) -> list[Member]:
-    """Users with tokens, public rooms f0…, each room's members spread over the workers. Uses the ORM."""
+def make_members(*, rate: float = RATE, members: int = MEMBERS, rooms: int = ROOMS, own_addresses: bool = False) -> list[Member]:
+    """Users with tokens, public rooms f0…, each room's members spread over the workers. Uses the ORM.
+    ``own_addresses``: each member connects from its own loopback address (127.1.x.y), as
+    distinct clients do; nginx allows 200 sockets per address."""
     from tests.factories import make_room, make_token, make_user
 
-    users = [make_user(f"m{i:02d}") for i in range(members)]
+    if members > 100:  # the storm's thousands: in bulk
+        from django.contrib.auth import get_user_model
+        from rest_framework.authtoken.models import Token
+
+        User = get_user_model()
+        User.objects.bulk_create([User(username=f"m{i:04d}", password="!") for i in range(members)])
+        users = list(User.objects.filter(username__startswith="m").order_by("username"))
+        Token.objects.bulk_create([Token(user=u, key=Token.generate_key()) for u in users])
+        tokens = dict(Token.objects.filter(user__in=users).values_list("user_id", "key"))
+    else:
+        users = [make_user(f"m{i:02d}") for i in range(members)]
+        tokens = {u.pk: make_token(u) for u in users}
     slugs = [make_room(owner=users[r], slug=f"f{r}").slug for r in range(rooms)]
     # Not i % rooms: nginx hands new sockets to the worker with the fewest (least_conn), so
     # members connecting in turn alternate between two workers, and room i % 4 would have all
     # its members on one worker, never testing delivery from one process to another.
-    return [Member(u.username, make_token(u), slugs[(i + i // rooms) % rooms], rate=rate) for i, u in enumerate(users)]
+    return [
+        Member(u.username, tokens[u.pk], slugs[(i + i // rooms) % rooms], rate=rate,
+               source=f"127.1.{i // 250}.{i % 250 + 1}" if own_addresses else None)
+        for i, u in enumerate(users)
+    ]
 
 
 def _room_seqs() -> dict[str, int]:
@@ -107,14 +126,14 @@ async def caught_up(load: Load, timeout: float) -> float:
     )
 
 
-async def run(name: str, fault, members: list[Member], log_dir: Path, **cluster_args) -> Row:
+async def run(name: str, fault, members: list[Member], log_dir: Path, *, join_timeout: float = 20, **cluster_args) -> Row:
     """Run one scenario: ``fault(cluster, load, row)`` injects the fault and sets recover_s."""
     row = Row(name)
     started = time.monotonic()
     with cluster(log_dir, **cluster_args) as c:
         load = Load(c.nginx.ws, c.nginx.http, members)
         try:
-            await load.start()
+            await load.start(timeout=join_timeout)
             load.start_sending()
             await asyncio.sleep(WARMUP)
             await fault(c, load, row)
@@ -374,6 +393,41 @@ async def sentinel_failover(c: Cluster, load: Load, row: Row) -> None:
         row.problems.append(f"caught up {row.recover_s:.1f} s after the promotion (PROTOCOL.md: within 10 s)")
 
 
+STORM_MEMBERS = int(os.environ.get("CHAT_FAULT_STORM_MEMBERS", 5000))  # fewer for a quick try
+STORM_ROOMS = 100
+
+
+async def reconnect_storm(c: Cluster, load: Load, row: Row) -> None:
+    """Every worker restarted at once (SIGTERM, started again): all clients reconnect
+    together with jittered exponential backoff and resume with ``since``; PROTOCOL.md and
+    issue 18 ask for every client back and complete within 30 s."""
+    sockets = sum(int(w.metrics().get("chat_sockets_open", 0)) for w in c.workers)
+    connects_before = sum(m.connects for m in load.members)
+    closes_before = sum(len(m.closes) for m in load.members)
+    stopped_at = time.monotonic()
+    for worker in c.workers:
+        worker.terminate()
+    for worker in c.workers:
+        await asyncio.to_thread(worker.process.wait, 30)
+    down = time.monotonic() - stopped_at
+    restarted_at = time.monotonic()
+    await asyncio.gather(*(asyncio.to_thread(c.restart_worker, w) for w in c.workers))
+    up = time.monotonic() - restarted_at
+    try:
+        row.recover_s = await caught_up(load, 60)
+    except TimeoutError:
+        row.problems.append(f"{sum(not m.in_room for m in load.members)} members not back 60 s after the restart")
+        return
+    closes = [code for m in load.members for code in m.closes][closes_before:]
+    row.notes.append(
+        f"{sockets} sockets; workers stopped in {down:.1f} s, up again in {up:.1f} s; every member back and "
+        f"complete {row.recover_s:.1f} s after that; {sum(m.connects for m in load.members) - connects_before} reconnects, "
+        f"closes by code {dict(Counter(closes))}"
+    )
+    if row.recover_s > 30:
+        row.problems.append(f"clients back and complete after {row.recover_s:.1f} s (target 30 s)")
+
+
 def _churn_tokens(count: int) -> list[tuple[str, str]]:
     from tests.factories import make_token, make_user
 
@@ -409,6 +463,7 @@ FAULTS = {
     "churn": ("1,000 connects, abrupt disconnects", connect_churn),
     "shard": ("one of two Redis shards down 10 s", redis_shard_down),
     "sentinel": ("Redis primary killed, Sentinel failover", sentinel_failover),
+    "storm": (f"reconnect storm: {STORM_MEMBERS:,} clients, every worker restarted", reconnect_storm),
 }
 # The Redis each scenario needs (tests/faults/cluster.py _redis_topology); "single" otherwise.
 TOPOLOGY = {"shard": "shards", "sentinel": "sentinel"}

@@ -35,6 +35,7 @@ class Member:
     rate: float = 1.0  # messages per second; 0: does not send
     body_size: int = 40
     small_rcvbuf: bool = False  # a tiny kernel receive buffer (the slow-client fault)
+    source: str | None = None  # the loopback address it connects from (nginx limits sockets per address)
     # What happened to it:
     received: list[tuple[int, int]] = field(default_factory=list)  # (seq, message id), in arrival order
     arrived_at: list[float] = field(default_factory=list)  # monotonic time of each of received
@@ -120,6 +121,8 @@ class Load:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if member.small_rcvbuf:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if member.source:
+            sock.bind((member.source, 0))
         sock.setblocking(False)
         return sock, (host, int(port))
 

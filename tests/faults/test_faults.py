@@ -87,3 +87,17 @@ async def test_one_of_two_redis_shards_down_loses_nothing(members, tmp_path):
 @pytest.mark.timeout(120)
 async def test_a_sentinel_failover_loses_nothing(members, tmp_path):
     await _run("sentinel", members, tmp_path)
+
+
+@pytest.fixture
+def storm_members(db):
+    from tests.faults.faults import STORM_MEMBERS, STORM_ROOMS, make_members
+
+    # One message every 100 s per member: 50 messages/s, 2,500 deliveries/s in all.
+    return make_members(members=STORM_MEMBERS, rooms=STORM_ROOMS, rate=0.01, own_addresses=True)
+
+
+@fault("storm")
+@pytest.mark.timeout(600)
+async def test_a_reconnect_storm_brings_every_client_back_complete(storm_members, tmp_path):
+    await _run("storm", storm_members, tmp_path, join_timeout=180)
