@@ -101,8 +101,6 @@ FRAMES["command"] = {"room": STR, "text": STR, "client_id": STR, "ref": REF}
 # Not in PROTOCOL.md: the project's announcement of a room's new settings (docs/protocol.md).
 FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR, "locked": BOOL}
 PENDING = {"notice": "section 9"}
-# The project's own frames (docs/protocol.md, not in PROTOCOL.md 3.2).
-FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:

@@ -79,7 +79,7 @@ async def test_a_new_topic_or_name_reaches_the_rooms_sockets_and_a_lock_alone_do
     status, _ = await arest(user, "patch", "/api/v1/rooms/lobby/", {"topic": "  Ship it on Friday "})
     assert status == 200
     frame = await bob.recv_until("room.updated")
-    assert frame == {"type": "room.updated", "room": "lobby", "name": "lobby", "topic": "Ship it on Friday"}
+    assert frame == {"type": "room.updated", "room": "lobby", "name": "lobby", "topic": "Ship it on Friday", "locked": False}
 
     # Nothing changed, or only the lock (`send` answers room_locked from then on): no frame.
     assert (await arest(user, "patch", "/api/v1/rooms/lobby/", {"topic": "Ship it on Friday"}))[0] == 200
@@ -88,5 +88,5 @@ async def test_a_new_topic_or_name_reaches_the_rooms_sockets_and_a_lock_alone_do
 
     assert (await arest(user, "patch", "/api/v1/rooms/lobby/", {"name": "Lobby"}))[0] == 200
     frame = await bob.recv_until("room.updated")
-    assert frame == {"type": "room.updated", "room": "lobby", "name": "Lobby", "topic": "Ship it on Friday"}
+    assert frame == {"type": "room.updated", "room": "lobby", "name": "Lobby", "topic": "Ship it on Friday", "locked": True}
     await bob.close()
