@@ -9,6 +9,7 @@ from .. import protocol
 from ..protocol import ChatError
 from . import live, uploads, views
 from . import moderation, notifications
+from . import notices
 
 
 @extend_schema(exclude=True)
@@ -44,6 +45,7 @@ v1 = [
     path("notifications/", notifications.NotificationsView.as_view(), name="api-notifications"),
     path("notifications/read/", notifications.NotificationsReadView.as_view(), name="api-notifications-read"),
     path("me/", notifications.MeView.as_view(), name="api-me"),
+    path("rooms/<str:slug>/notices/", notices.RoomNoticesView.as_view(), name="api-room-notices"),
 ]
 
 urlpatterns = [

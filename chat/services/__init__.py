@@ -266,3 +266,6 @@ from .moderation import (  # noqa: E402,F401
     site_ban_lift,
     site_ban_set,
 )
+
+# Notices (PROTOCOL.md 9): latest-value push, not messages.
+from .notices import notice_publish, notices_current  # noqa: E402,F401
