@@ -339,3 +339,99 @@ async def test_with_redis_notices_of_other_processes_arrive_and_joiners_read_the
     got = {(await again.recv())["key"], (await again.recv())["key"]}
     assert got == {"ACME", "INIT"}
     await again.close()
+
+
+# --- a real server, a socket that stops reading -----------------------------------------
+
+
+def _ws_frames(data: bytes) -> list[dict]:
+    """The text frames in ``data`` (a server's unmasked frames), parsed."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        n, i = data[i + 1] & 0x7F, i + 2
+        if n == 126:
+            n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+        if i + n > len(data):
+            break
+        frames.append(json.loads(data[i:i + n]))
+        i += n
+    return frames
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_a_socket_that_stops_reading_gets_the_newest_value_of_each_key_not_a_backlog(tmp_path, settings):
+    """No per-key rate here (CHAT_NOTICE_RATE=0): only the server's unsent bytes hold notices
+    back. The server keeps one pending value per key for the stalled socket; once it reads
+    again it gets those, the newest of each key."""
+    import http.client
+    import socket
+
+    if settings.REDIS_URL:
+        pytest.skip("one server's socket buffering does not depend on the layer: runs in the SQLite configuration")
+
+    from tests.factories import make_token
+    from tests.servers import servers
+
+    owner = make_user()
+    make_room(owner=owner, slug="prices")
+    token = make_token(owner)
+    keys, filler = 4, "x" * 3900
+    with servers(1, redis_url=None, log_dir=tmp_path, extra_env={"CHAT_NOTICE_RATE": "0"}) as (server,):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", server.port))
+        raw.sendall(
+            (
+                "GET /ws/chat/prices/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Authorization: Token {token}\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += raw.recv(1)
+        assert b" 101 " in head
+        time.sleep(0.5)  # joined (the room has no notices yet); from here on the socket reads nothing
+        http = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+
+        def call(method, path, body=None):
+            http.request(method, path, body, headers)
+            response = http.getresponse()
+            assert response.status == 200
+            return response.read()
+
+        # The kernel's buffers take the first megabytes; publish until the server holds values
+        # back (its conflated counter moves), then ten more rounds.
+        rounds, extra = 0, None
+        while rounds < 600 and (extra is None or extra > 0):
+            for k in range(keys):
+                call("POST", "/api/v1/rooms/prices/notices/", json.dumps({"key": f"k{k}", "data": {"i": rounds, "pad": filler}}))
+            rounds += 1
+            if extra is not None:
+                extra -= 1
+            elif rounds % 10 == 0 and b"\nchat_notices_conflated_total 0.0" not in call("GET", "/metrics"):
+                extra = 10
+        assert extra == 0, "the server never held a notice back"
+        http.close()
+        raw.settimeout(2)
+        data = b""
+        while True:
+            try:
+                chunk = raw.recv(1 << 16)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        raw.close()
+    notices = [f for f in _ws_frames(data) if f["type"] == "notice"]
+    last = {}
+    for frame in notices:
+        assert frame["data"]["i"] >= last.get(frame["key"], -1)  # never an older value after a newer one
+        last[frame["key"]] = frame["data"]["i"]
+    assert last == {f"k{k}": rounds - 1 for k in range(keys)}
+    assert len(notices) < keys * rounds, "every update was sent: no conflation"

@@ -157,14 +157,14 @@ class RoomFeed:
             self.fill(delay=self.fill_delay)
 
     def notice_accept(self, notice: Notice, *, max_keys: int) -> bool:
-        """Keep ``notice`` as its key's latest value unless a newer one is kept; True if kept.
+        """Keep ``notice`` as its key's latest value unless it or a newer one is kept; True if kept.
 
         At most ``max_keys`` keys: the least recently updated goes first (the store refuses
         new keys beyond that; this bounds a feed that outlives the store's expiry).
         """
         current = self.notices.get(notice.key)
         if current is not None:
-            if current.at > notice.at:
+            if current.at >= notice.at:  # older, or the same one again (this hub's own, back from the layer)
                 return False
             del self.notices[notice.key]  # re-inserted last: the dict stays in update order
         self.notices[notice.key] = notice
