@@ -28,6 +28,7 @@ import { setupThreads } from "./thread.js";
 import { setupUserCards } from "./usercard.js";
 import { Notifications, jumpFromHash } from "./notifications.js";
 import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
+import { NoticeBoard } from "./notices.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -59,6 +60,7 @@ const timeline = new Timeline({
   onRender: (node) => editor?.rerendered(node),
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
+const notices = new NoticeBoard({ container: $("notices"), room: slug });
 const socket = new ChatSocket({ onFrame, onStatus });
 const connection = new ConnectionBanner({ banner, retry: () => socket.retryNow() });
 const threads = setupThreads({ chat, slug, me, socket, timeline });
@@ -248,6 +250,7 @@ function onFrame(frame) {
   notifications.onFrame(frame);
   if (roomList.onFrame(frame)) return; // about another room of the list
   if (threads.onFrame(frame)) return; // replies, reactions and the thread panel (thread.js)
+  if (notices.onFrame(frame)) return; // the room's live values (notices.js)
   switch (frame.type) {
     case "joined":
       presence.set(frame.online ?? []);
