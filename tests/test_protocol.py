@@ -96,7 +96,9 @@ NOTIFICATION = {
     "created_at": "time", "read": BOOL,
 }
 FRAMES["notification"] = {"notification": NOTIFICATION}
-PENDING = {"notice": "section 9"}
+# Section 9: a notice key's latest value (data: any JSON value).
+FRAMES["notice"] = {"room": STR, "key": STR, "data": object, "at": "time"}
+PENDING = {}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:
@@ -187,6 +189,10 @@ def samples(message: Message) -> dict[str, list]:
                 created_at=message.created_at, read=False,
             ))
             for kind in ("mention", "dm", "reply", "room")
+        ],
+        "notice": [
+            json.loads(protocol.notice_encode(room="prices", key="ACME", data=data, at=1764806400.5).text)
+            for data in ({"bid": 1.5}, [1, 2], "up", 3, None)
         ],
     }
 

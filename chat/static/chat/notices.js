@@ -1,4 +1,4 @@
-// Notices (PROTOCOL.md 9): a room's live values (prices, build states …) as a table above
+// Notices (docs/protocol.md, "Notices"): a room's live values (prices, build states …) as a table above
 // the messages, one row per key, updated in place; hidden while the room has none.
 //
 // The server sends the current value of every key right after `joined` (and again after a
