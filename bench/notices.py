@@ -10,7 +10,11 @@ Two runs side by side:
 
 - ``all read``: every socket reads (the reference);
 - ``10% stalled``: a tenth of the sockets stop reading right after `joined` (the client
-  pauses its transport: the kernel's buffers fill, then the server's), the others read.
+  pauses its transport; their receive buffer is 4 KiB, so the kernel's buffers fill within
+  the run and the server has to hold values back), the others read.
+
+With ``--pad B`` both run again with B bytes of padding in every update's data (more bytes
+per second into each stalled socket).
 
 Each update's data carries its publish time; a reading socket's latency is receive time minus
 that (one clock: the same machine). Reported per run: updates published/s, notices delivered
@@ -35,7 +39,7 @@ from pathlib import Path
 import loadgen
 import servers
 from servers import Server, prepare_database
-from wsclient import connect
+from wsclient import Client, connect
 
 _T = re.compile(rb'"t":([0-9.]+)')
 
@@ -109,6 +113,21 @@ def publisher(port: int, token: str, *, keys: int, rate: float, duration: float,
     done.append({"published": state["k"], "took": time.time() - start, "late_max": state["late"], "errors": state["errors"]})
 
 
+async def connect_small(port: int, path: str, *, headers: dict, on_text, rcvbuf: int) -> Client:
+    """wsclient.connect() with a small receive buffer: a stalled reader whose kernel buffers
+    fill within seconds (loopback's autotuned ones would take megabytes first)."""
+    import socket
+
+    loop = asyncio.get_running_loop()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    _transport, client = await loop.create_connection(lambda: Client(path, f"127.0.0.1:{port}", headers, on_text), sock=sock)
+    await asyncio.wait_for(asyncio.shield(client.opened), 30)
+    return client
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
@@ -125,16 +144,21 @@ async def run(label: str, args, db_url: str, tokens: list[str], stalled_share: f
         readers = [Reader(stats) for _ in range(args.clients)]
         gate = asyncio.Semaphore(32)
 
+        stalled = int(args.clients * stalled_share)
+
         async def one(i: int, reader: Reader) -> None:
+            headers = {"Authorization": f"Token {tokens[i + 1]}"}
             async with gate:
-                reader.client = await connect(server.port, "/ws/chat/bench/",
-                                              headers={"Authorization": f"Token {tokens[i + 1]}"}, on_text=reader.on_text)
+                if i < stalled:
+                    reader.client = await connect_small(server.port, "/ws/chat/bench/", headers=headers,
+                                                        on_text=reader.on_text, rcvbuf=4096)
+                else:
+                    reader.client = await connect(server.port, "/ws/chat/bench/", headers=headers, on_text=reader.on_text)
                 await asyncio.wait_for(reader.joined, 60)
 
         t0 = time.monotonic()
         await asyncio.gather(*(one(i, r) for i, r in enumerate(readers)))
         connect_s = time.monotonic() - t0
-        stalled = int(args.clients * stalled_share)
         for reader in readers[:stalled]:
             reader.client.transport.pause_reading()
         reading = args.clients - stalled
