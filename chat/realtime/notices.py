@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 NOTICE_BACKLOG = 64 * 1024  # bytes unsent (server buffer): above this a socket gets no notice
 BUSY_RETRY = 0.05  # seconds between looks at a busy socket's backlog
+SENT_KEPT = 2048  # keys' last send times an outbox keeps before it forgets the expired ones
 
 
 def notices_key(room_id: int) -> str:
@@ -166,10 +167,21 @@ class NoticeOutbox:
 
     async def offer(self, notice: Notice) -> None:
         """Take a key's new value (it replaces a pending one); send what may go now."""
-        if self.pending.get(notice.key) is not None:
+        idle = not self.paused and self._timer is None and self._task is None
+        if idle and not self.pending:
+            # The common case, a socket that keeps up: straight out, no dict of pending values.
+            now = time.monotonic()
+            last = self.sent_at.get(notice.key)
+            if (last is None or now - last >= self.interval) and not self.socket.notice_busy():
+                self.sent_at[notice.key] = now
+                if len(self.sent_at) > SENT_KEPT:
+                    self._prune(now)
+                await self.socket.send_notice(notice)
+                return
+        if notice.key in self.pending:
             metrics.NOTICES_CONFLATED.inc()
         self.pending[notice.key] = notice
-        if not self.paused and self._timer is None and self._task is None:
+        if idle:
             await self.flush()
 
     async def start(self, notices: Iterable[Notice]) -> None:
@@ -214,13 +226,16 @@ class NoticeOutbox:
                 if self.socket.notice_busy():
                     self._wake(BUSY_RETRY)
                     return
-            if len(self.sent_at) > 2 * len(self.pending) + 1024:
-                # Keys not sent within the interval no longer hold anything back.
-                self.sent_at = {k: t for k, t in self.sent_at.items() if now - t < self.interval}
+            if len(self.sent_at) > SENT_KEPT:
+                self._prune(now)
             if not sent:  # everything pending waits for its interval (new arrivals: go round again)
                 if wait is not None:
                     self._wake(wait)
                 return
+
+    def _prune(self, now: float) -> None:
+        """Forget send times older than the interval: they no longer hold anything back."""
+        self.sent_at = {k: t for k, t in self.sent_at.items() if now - t < self.interval}
 
     def _wake(self, delay: float) -> None:
         if self._timer is None and not self.closed:
