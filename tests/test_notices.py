@@ -229,8 +229,8 @@ async def test_a_paused_outbox_sends_nothing_until_started_then_the_newest_of_ea
     await outbox.start([notice("a", 0, at=4.0), notice("b", 7, at=4.0)])  # the feed's: older for "a"
     assert sorted((n.key, json.loads(n.text)["data"]) for n in socket.sent) == [("a", 1), ("b", 7)]
     outbox.close()
-    await outbox.offer(notice("a", 2))
-    assert len(socket.sent) == 2
+    await outbox.offer(notice("c", 2))  # a new key: nothing would hold it back but the close
+    assert len(socket.sent) == 2 and outbox.pending == {}
 
 
 # --- sockets, end to end (the hub, the consumer) ----------------------------------------

@@ -167,6 +167,8 @@ class NoticeOutbox:
 
     async def offer(self, notice: Notice) -> None:
         """Take a key's new value (it replaces a pending one); send what may go now."""
+        if self.closed:
+            return
         idle = not self.paused and self._timer is None and self._task is None
         if idle and not self.pending:
             # The common case, a socket that keeps up: straight out, no dict of pending values.
