@@ -61,6 +61,7 @@ class ChatConsumer(AsyncConsumer):
         self.frame_tokens = float(settings.CHAT_FRAME_BURST)
         self.frame_time = time.monotonic()
         backlog = serving.send_backlog(self.base_send)
+        self.backlog = backlog
         self.slow = serving.SlowSocketCheck(backlog) if backlog is not None else None
 
         accept = {"type": "websocket.accept"}
@@ -123,8 +124,8 @@ class ChatConsumer(AsyncConsumer):
                 return
             await self._check_backlog()
 
-    async def send_event(self, frame: protocol.RoomEventFrame) -> None:
-        """Send a room event: its ready-made frame where the server allows (serving.frame_writer)."""
+    async def send_event(self, frame: protocol.RoomEventFrame | protocol.Notice) -> None:
+        """Send a room event (or a notice): its ready-made frame where the server allows (serving.frame_writer)."""
         if self.write_frame is None:
             await self.send_text(frame.text)
         elif not self.closed:
@@ -132,6 +133,16 @@ class ChatConsumer(AsyncConsumer):
                 self.closed = True  # closing or gone: websocket.disconnect follows
                 return
             await self._check_backlog()
+
+    def notice_busy(self) -> bool:
+        """True while the server holds more unsent bytes than a notice may wait behind
+        (realtime.NoticeOutbox holds the newest value of each key meanwhile)."""
+        return self.backlog is not None and self.backlog() > realtime.NOTICE_BACKLOG
+
+    async def send_notice(self, notice: protocol.Notice) -> None:
+        """Send a notice: ready-made bytes like a room event (it has ``text`` and ``wire``)."""
+        await self.send_event(notice)
+        metrics.NOTICES_SENT.inc()
 
     async def _check_backlog(self) -> None:
         if self.slow is not None and self.slow.too_slow():
@@ -227,6 +238,8 @@ class ChatConsumer(AsyncConsumer):
         online = await self.hub.online(room.pk, including=self.username)
         joined = protocol.joined_frame(room=slug, seq=resume.seq, online=online, resync=resume.resync, ref=frame.get("ref"))
         await self.send_frame(joined)
+        # The room's current notices follow `joined` (PROTOCOL.md 9), then any replay.
+        await sub.outbox.start(self.hub.notices(room.pk))
         metrics.JOINS.labels("resync" if resume.resync else "live" if frame.get("since") is None else "resume").inc()
         for replay in resume.frames:
             await self.send_event(replay)

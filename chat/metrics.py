@@ -135,3 +135,9 @@ def metrics_view(request):
     if not (is_local(request) or (user is not None and user.is_authenticated and user.is_staff)):
         return HttpResponseForbidden("Metrics are available to local scrapers and staff only.\n")
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+NOTICES_PUBLISHED = Counter("chat_notices_published_total", "Notices stored and announced by this process (PROTOCOL.md 9).")
+NOTICES_SENT = Counter("chat_notices_sent_total", "`notice` frames sent to sockets (after conflation and the per-key rate).")
+NOTICES_CONFLATED = Counter(
+    "chat_notices_conflated_total",
+    "Notice values a socket never got because a newer value of the key replaced them while they waited.",
+)

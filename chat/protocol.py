@@ -52,6 +52,7 @@ PONG = "pong"
 NOTIFICATION = "notification"
 COMMAND = "command"  # the answer to a slash command that stores nothing (PROTOCOL.md 9)
 ROOM_UPDATED = "room.updated"  # a room's name, topic or lock changed (docs/protocol.md)
+NOTICE = "notice"
 
 # Error codes (PROTOCOL.md 3.4).
 BAD_JSON = "bad_json"
@@ -365,6 +366,62 @@ def websocket_text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A room's latest value of one notice key, ready to send (PROTOCOL.md 9, Notices):
+    ``text`` is the encoded ``notice`` frame, ``at`` its time.time() (newer wins)."""
+
+    key: str
+    at: float
+    text: str
+
+    @cached_property
+    def wire(self) -> bytes:
+        """The whole WebSocket frame, built once for every socket it goes to."""
+        return websocket_text_frame(self.text.encode())
+
+
+NOTICE_KEY_MAX = 64  # characters
+NOTICE_DATA_MAX = 4096  # bytes of the data's JSON (UTF-8, compact separators)
+# Printable text: no C0/C1 control characters, no NUL, no lone surrogates (the key is a
+# Redis hash field and a table cell on the page; a newline or an escape there helps no one).
+_NOTICE_KEY_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def validate_notice_key(key: Any) -> str:
+    """Return ``key`` (1–NOTICE_KEY_MAX printable characters), or raise invalid."""
+    if not isinstance(key, str) or not 1 <= len(key) <= NOTICE_KEY_MAX or _NOTICE_KEY_BAD.search(key):
+        raise ChatError(INVALID, f"A notice key is 1-{NOTICE_KEY_MAX} printable characters.")
+    return key
+
+
+def _json_storable(value: Any) -> bool:
+    """True if no string in the JSON value ``value`` (keys included) holds NUL or a lone surrogate."""
+    if isinstance(value, str):
+        return text_storable(value)
+    if isinstance(value, dict):
+        return all(text_storable(k) and _json_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_storable(v) for v in value)
+    return True
+
+
+def notice_encode(*, room: str, key: str, data: Any, at: float) -> Notice:
+    """The encoded ``notice`` frame of ``data`` (any JSON value) for ``key`` at ``at``.
+
+    Raise too_large when the data's JSON is over NOTICE_DATA_MAX bytes, invalid when it holds
+    text that cannot be sent faithfully (NUL, lone surrogates).
+    """
+    validate_notice_key(key)
+    data_text = _ENCODER.encode(data)
+    if len(data_text.encode("utf-8", "surrogatepass")) > NOTICE_DATA_MAX:
+        raise ChatError(TOO_LARGE, f"Notice data is at most {NOTICE_DATA_MAX} bytes of JSON.")
+    if not _json_storable(data):
+        raise ChatError(INVALID, "Notice data must not contain NUL characters or lone surrogates.")
+    moment = datetime.fromtimestamp(at, timezone.utc)
+    return Notice(key=key, at=at, text=encode(notice_frame(room=room, key=key, data=data, at=timestamp(moment))))
+
+
 # --- server → client frames (PROTOCOL.md 3.2) ------------------------------------------
 #
 # Every frame the server sends is built by one of the builders below, each returning the
@@ -661,12 +718,24 @@ class RoomUpdatedFrame(TypedDict):
 
 def room_updated_frame(*, room) -> RoomUpdatedFrame:
     return {"type": ROOM_UPDATED, "room": room.slug, "name": room.name, "topic": room.topic, "locked": room.locked}
+class NoticeFrame(TypedDict):
+    """``notice``: a key's latest value, to every socket that joined the room (no seq)."""
+
+    type: str
+    room: str
+    key: str
+    data: Any
+    at: str
+
+
+def notice_frame(*, room: str, key: str, data: Any, at: str) -> NoticeFrame:
+    return {"type": NOTICE, "room": room, "key": key, "data": data, "at": at}
 
 
 ServerFrame = (
     MessageFrame | MessageDeletedFrame | MessageReactedFrame | JoinedFrame | LeftFrame | AckFrame | TypingFrame
     | PresenceFrame | ReadFrame | KickedFrame | ErrorFrame | PongFrame | NotificationFrame | CommandFrame
-    | RoomUpdatedFrame
+    | RoomUpdatedFrame | NoticeFrame
 )
 
 FRAME_BUILDERS = {
@@ -686,6 +755,7 @@ FRAME_BUILDERS = {
     NOTIFICATION: notification_frame,
     COMMAND: command_frame,
     ROOM_UPDATED: room_updated_frame,
+    NOTICE: notice_frame,
 }
 
 _ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}
@@ -713,6 +783,7 @@ USER_EVENT = "user.event"  # something for every socket of one user
 # the frames of the users it has sockets of (its per-user index), so a message notifying 50
 # users costs one layer message per process, not 50.
 USER_NOTIFICATIONS = "user.notifications"
+ROOM_NOTICE = "room.notice"  # a notice key's latest value (not a room event: no seq)
 HEALTH_CHECK = "healthz"  # sent by /healthz to a channel of its own, to see the layer answer
 
 RoomEphemeralMessage = TypedDict(
@@ -807,6 +878,23 @@ def room_events_message(*, room_id: int, frames: list[RoomEventFrame], at: float
 def room_events_frames(message: RoomEventsMessage) -> list[RoomEventFrame]:
     """The frames a ROOM_EVENT message carries, in its order."""
     return [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
+
+
+class RoomNoticeMessage(TypedDict):
+    type: str
+    room: int
+    key: str
+    at: float
+    text: str  # the encoded `notice` frame
+
+
+def room_notice_message(*, room_id: int, notice: Notice) -> RoomNoticeMessage:
+    return {"type": ROOM_NOTICE, "room": room_id, "key": notice.key, "at": notice.at, "text": notice.text}
+
+
+def room_notice(message: RoomNoticeMessage) -> Notice:
+    """The notice a ROOM_NOTICE message carries."""
+    return Notice(key=message["key"], at=message["at"], text=message["text"])
 
 
 def room_ephemeral_message(*, room_id: int, text: str, except_user: int | None) -> RoomEphemeralMessage:

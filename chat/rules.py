@@ -297,6 +297,16 @@ def check_moderate(access: RoomAccess | None) -> RoomAccess:
     return access
 
 
+def check_notice_publish(access: RoomAccess | None, user) -> RoomAccess:
+    """Publishing notices (PROTOCOL.md 9): the room's owner and moderators, staff, and the
+    room's bots (a bot that is a member of the room; banned or muted ones not)."""
+    access = check_join(access)
+    allowed = access.can_moderate or (access.bot and access.role is not None and not access.muted)
+    if not allowed:
+        raise ChatError(protocol.FORBIDDEN, "Only the room's owner, moderators and bots can publish notices.")
+    return access
+
+
 def check_member_set(access: RoomAccess | None, *, role: str, current_role: str | None) -> RoomAccess:
     """Adding a member or changing a member's role to ``role`` (`member` or `moderator`)."""
     access = check_moderate(access)

@@ -192,6 +192,12 @@ CHAT_CONNECT_TOKEN_TTL = env.int("CHAT_CONNECT_TOKEN_TTL", default=300)
 CHAT_SEND_BACKLOG = env.int("CHAT_SEND_BACKLOG", default=1024 * 1024)
 CHAT_SEND_BACKLOG_MAX = env.int("CHAT_SEND_BACKLOG_MAX", default=16 * 1024 * 1024)
 CHAT_SLOW_SOCKET_SECONDS = env.float("CHAT_SLOW_SOCKET_SECONDS", default=5.0)
+# Notices (PROTOCOL.md 9): at most CHAT_NOTICE_RATE frames per key and second reach a socket
+# (0: no per-key limit, only conflation); a room holds at most CHAT_NOTICE_MAX_KEYS keys; a
+# room's values are forgotten CHAT_NOTICE_TTL seconds after its last update.
+CHAT_NOTICE_RATE = env.float("CHAT_NOTICE_RATE", default=20.0)
+CHAT_NOTICE_MAX_KEYS = env.int("CHAT_NOTICE_MAX_KEYS", default=1000)
+CHAT_NOTICE_TTL = env.float("CHAT_NOTICE_TTL", default=86400.0)
 # On SIGTERM: seconds to wait for sockets to close (1001) and HTTP requests to finish.
 CHAT_SHUTDOWN_TIMEOUT = env.float("CHAT_SHUTDOWN_TIMEOUT", default=10.0)
 

@@ -32,6 +32,7 @@ SERIAL_GROUPS = {
     "tests/faults/": "faults",
     "tests/test_operations.py::test_a_socket_that_stops_reading": "firehose",
     "tests/test_uvicorn.py::test_a_socket_that_stops_reading": "firehose",
+    "tests/test_notices.py::test_a_socket_that_stops_reading": "firehose",
 }
 
 

@@ -100,7 +100,9 @@ FRAMES["notification"] = {"notification": NOTIFICATION}
 FRAMES["command"] = {"room": STR, "text": STR, "client_id": STR, "ref": REF}
 # Not in PROTOCOL.md: the project's announcement of a room's new settings (docs/protocol.md).
 FRAMES["room.updated"] = {"room": STR, "name": STR, "topic": STR, "locked": BOOL}
-PENDING = {"notice": "section 9"}
+# Section 9: a notice key's latest value (data: any JSON value).
+FRAMES["notice"] = {"room": STR, "key": STR, "data": object, "at": "time"}
+PENDING = {}
 
 
 def mismatches(value, shape, path="frame") -> list[str]:
@@ -194,6 +196,10 @@ def samples(message: Message) -> dict[str, list]:
         ],
         "command": [protocol.command_frame(room="general", text="Commands: …", client_id="c-2")],
         "room.updated": [protocol.room_updated_frame(room=message.room)],
+        "notice": [
+            json.loads(protocol.notice_encode(room="prices", key="ACME", data=data, at=1764806400.5).text)
+            for data in ({"bid": 1.5}, [1, 2], "up", 3, None)
+        ],
     }
 
 

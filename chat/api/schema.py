@@ -192,6 +192,7 @@ _ERROR_TEXT = {
     401: "Not authenticated (`unauthenticated`).",
     403: "Not allowed (`forbidden`, `muted`, `room_locked`), or a session request without a CSRF token.",
     404: "No such room, message or user, or one the caller may not see (`not_found`).",
+    413: "Too large (`too_large`).",
     429: "Too many requests (`rate_limited`); `Retry-After` says how many seconds to wait.",
     503: "The database is unavailable (`unavailable`); nothing was stored, retry later.",
 }

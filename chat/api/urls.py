@@ -10,6 +10,7 @@ from ..protocol import ChatError
 from . import live, uploads, views
 from . import moderation, notifications
 from . import bots
+from . import notices
 
 
 @extend_schema(exclude=True)
@@ -50,6 +51,7 @@ v1 = [
     path("rooms/<str:slug>/webhooks/", bots.RoomWebhooksView.as_view(), name="api-room-webhooks"),
     path("rooms/<str:slug>/webhooks/<int:webhook_id>/", bots.RoomWebhookView.as_view(), name="api-room-webhook"),
     path("auth/connect-token/", views.ConnectTokenView.as_view(), name="api-connect-token"),
+    path("rooms/<str:slug>/notices/", notices.RoomNoticesView.as_view(), name="api-room-notices"),
 ]
 
 urlpatterns = [

@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 from .. import metrics
 from ..db import db_call
-from ..protocol import RoomEventFrame
+from ..protocol import Notice, RoomEventFrame
 from ..selectors import event_frames
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,12 @@ class Subscription:
     skips anything at or below ``last`` and fills any gap from the database.
     """
 
-    __slots__ = ("socket", "room_id", "last", "buffer", "_catching_up")
+    __slots__ = ("socket", "room_id", "last", "buffer", "_catching_up", "outbox")
 
     def __init__(self, socket: EventSocket, room_id: int):
         self.socket = socket
         self.room_id = room_id
+        self.outbox = None  # the socket's notices of the room (notices.NoticeOutbox), set by the hub
         self.last = 0
         self.buffer: list[RoomEventFrame] | None = []
         self._catching_up: asyncio.Task | None = None
@@ -133,6 +134,7 @@ class RoomFeed:
         self.error: BaseException | None = None
         self.closed = False  # see close()
         self.poll_target: int | None = None  # the database's seq when the feed was last behind it
+        self.notices: dict[str, Notice] = {}  # the room's latest notice per key, oldest update first
         self._filling: asyncio.Task | None = None
 
     async def accept(self, frames: list[RoomEventFrame]) -> None:
@@ -153,6 +155,22 @@ class RoomFeed:
                     self.drop(sub)
         if self.pending:
             self.fill(delay=self.fill_delay)
+
+    def notice_accept(self, notice: Notice, *, max_keys: int) -> bool:
+        """Keep ``notice`` as its key's latest value unless it or a newer one is kept; True if kept.
+
+        At most ``max_keys`` keys: the least recently updated goes first (the store refuses
+        new keys beyond that; this bounds a feed that outlives the store's expiry).
+        """
+        current = self.notices.get(notice.key)
+        if current is not None:
+            if current.at >= notice.at:  # older, or the same one again (this hub's own, back from the layer)
+                return False
+            del self.notices[notice.key]  # re-inserted last: the dict stays in update order
+        self.notices[notice.key] = notice
+        while len(self.notices) > max_keys:
+            del self.notices[next(iter(self.notices))]
+        return True
 
     def start(self, seq: int) -> None:
         """Deliver from ``seq + 1`` on (``seq`` is the room's, read from the database)."""

@@ -29,12 +29,14 @@ import time
 from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
 
 from .. import metrics, protocol
 from ..db import db_call
-from ..protocol import RoomEventFrame, UserEvent
+from ..protocol import Notice, RoomEventFrame, UserEvent
 from ..selectors import room_seq, room_seqs
 from .feed import RoomFeed, Subscription
+from .notices import NoticeOutbox, notice_store
 from .presence import ANYWHERE, HEARTBEAT, PresenceTracker, presence_store
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,10 @@ class Socket(Protocol):
     async def fail(self) -> None: ...
 
     async def close(self, code: int) -> None: ...
+
+    def notice_busy(self) -> bool: ...
+
+    async def send_notice(self, notice: Notice) -> None: ...
 
 
 class Hub:
@@ -158,6 +164,8 @@ class Hub:
             try:
                 await self._group("add", room_group(room_id))
                 feed.online = await self._store_online(room_id)
+                for notice in await self._store_notices(room_id):
+                    feed.notice_accept(notice, max_keys=settings.CHAT_NOTICE_MAX_KEYS)
                 feed.start(await db_call(room_seq)(room_id=room_id))
             except BaseException as exc:
                 feed.error = exc
@@ -168,6 +176,7 @@ class Hub:
         if feed.error is not None:
             raise feed.error
         sub = Subscription(socket, room_id)
+        sub.outbox = NoticeOutbox(socket, rate=settings.CHAT_NOTICE_RATE)
         feed.subs.add(sub)
         self.presence.count(room_id, socket.user_id, socket.username, +1)
         return sub
@@ -191,7 +200,14 @@ class Hub:
             log.warning("typing throttle unavailable: %r", exc)
             return False
 
+    def notices(self, room_id: int) -> list[Notice]:
+        """The room's latest notice of every key, as this process knows them."""
+        feed = self.feeds.get(room_id)
+        return list(feed.notices.values()) if feed is not None else []
+
     def unsubscribe(self, sub: Subscription) -> None:
+        if sub.outbox is not None:
+            sub.outbox.close()
         feed = self.feeds.get(sub.room_id)
         if feed is None or sub not in feed.subs:
             return
@@ -273,6 +289,13 @@ class Hub:
             feed = self.feeds.get(room_id)
             return set(feed.online) if feed else set()
 
+    async def _store_notices(self, room_id: int) -> list[Notice]:
+        try:
+            return await asyncio.to_thread(notice_store().all, room_id)
+        except Exception as exc:
+            log.warning("notice store unavailable: %r", exc)
+            return []
+
     def _announce(self, room_id: int, username: str, online: bool) -> None:
         """Tell every process (this one at once) that the user came online or went offline."""
         if room_id == ANYWHERE:
@@ -336,6 +359,8 @@ class Hub:
                 self.inbox.put_nowait(("ephemeral", message["room"], message))
             elif kind == protocol.ROOM_PRESENCE:
                 self.inbox.put_nowait(("presence", message["room"], message))
+            elif kind == protocol.ROOM_NOTICE:
+                self.inbox.put_nowait(("notice", message["room"], protocol.room_notice(message)))
             elif kind == protocol.USER_EVENT:
                 self.inbox.put_nowait(("user", message["user"], message["event"]))
             elif kind == protocol.USER_NOTIFICATIONS and message.get("origin") != self.channel:
@@ -353,6 +378,11 @@ class Hub:
                         await feed.accept(payload)
                 elif kind == "presence":
                     await self._deliver_presence(key, payload["user"], payload["online"])
+                elif kind == "notice":
+                    feed = self.feeds.get(key)
+                    if feed is not None and feed.notice_accept(payload, max_keys=settings.CHAT_NOTICE_MAX_KEYS):
+                        for sub in list(feed.subs):
+                            await _each(sub.outbox.offer(payload))
                 elif kind == "notifications":
                     texts = protocol.user_notifications_texts(payload, self.users.keys())
                     for user_id, text in texts:

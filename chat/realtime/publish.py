@@ -42,6 +42,16 @@ def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None =
     _publish(room_group(room_id), protocol.room_ephemeral_message(room_id=room_id, text=text, except_user=except_user))
 
 
+def room_notice_publish(*, room_id: int, notice: protocol.Notice) -> None:
+    """Send a notice key's latest value (stored already) to every socket that joined the room.
+
+    One layer message per process, as for room events; each hub conflates per socket.
+    """
+    metrics.NOTICES_PUBLISHED.inc()
+    _publish(room_group(room_id), protocol.room_notice_message(room_id=room_id, notice=notice),
+             local=("notice", room_id, notice))
+
+
 def user_event_publish(*, user_id: int, event: UserEvent) -> None:
     """Send ``event`` (protocol.close_event(), kick_event(), read_event()) to every socket of the user."""
     _publish(user_group(user_id), protocol.user_event_message(user_id=user_id, event=event))

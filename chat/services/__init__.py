@@ -223,3 +223,5 @@ from .bots import bot_create, bot_end, bots_of, webhook_create, webhook_of_secre
 
 # Connect tokens (PROTOCOL.md 9): single-use socket credentials for embedding.
 from .connect_tokens import connect_token_issue, connect_token_redeem  # noqa: E402,F401
+# Notices (PROTOCOL.md 9): latest-value push, not messages.
+from .notices import notice_publish, notices_current  # noqa: E402,F401

@@ -31,6 +31,7 @@ import { setupUserCards } from "./usercard.js";
 import { Notifications, jumpFromHash } from "./notifications.js";
 import { highlightMentions, setupMentionAutocomplete } from "./mentions.js";
 import { setupCommandAutocomplete, setupCommandOutput } from "./commands.js";
+import { NoticeBoard } from "./notices.js";
 
 const $ = (id) => document.getElementById(id);
 const chat = $("chat");
@@ -66,6 +67,7 @@ const timeline = new Timeline({
   },
 });
 const presence = new Presence({ count: $("online-count"), container: $("online"), typing: $("typing"), me, dmWith });
+const notices = new NoticeBoard({ container: $("notices"), room: slug });
 const socket = new ChatSocket({ onFrame, onStatus });
 const connection = new ConnectionBanner({ banner, retry: () => socket.retryNow() });
 const threads = setupThreads({ chat, slug, me, socket, timeline, onRender: (node) => displayNames.decorate(node) });
@@ -258,6 +260,7 @@ function onFrame(frame) {
   notifications.onFrame(frame);
   if (roomList.onFrame(frame)) return; // about another room of the list
   if (threads.onFrame(frame)) return; // replies, reactions and the thread panel (thread.js)
+  if (notices.onFrame(frame)) return; // the room's live values (notices.js)
   switch (frame.type) {
     case "joined":
       presence.set(frame.online ?? []);
