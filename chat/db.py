@@ -18,6 +18,13 @@ db_call, so it borrows from the same pool: a process never holds more than the p
 size. A call that waits longer than CHAT_DB_POOL_TIMEOUT for a connection raises
 OperationalError (psycopg_pool.PoolTimeout, wrapped by Django), which the doors answer
 with `unavailable`.
+
+A database that stops answering (chat/pgdeadline.py) would otherwise hold the one database
+thread for CHAT_DB_TIMEOUT per call, and every call queued behind it waits as long again:
+sends would be answered minutes late. Once a wait has gone unanswered, ``db_call`` fails at
+once with OperationalError (a call queued for the thread meanwhile, too), except for one
+call at a time, PROBE_EVERY seconds after the last, that tries the database; the first
+answer, on any thread, ends the fail-fast.
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from __future__ import annotations
 import time
 
 from asgiref.sync import SyncToAsync
-from django.db import connections
+from django.db import OperationalError, connections
+
+from .pgdeadline import stalled_since
 
 HEALTH_CHECK_EVERY = 1.0  # seconds
+PROBE_EVERY = 1.0  # seconds between calls let through to a database that stopped answering
 
 
 def close_old_connections() -> None:
@@ -47,10 +57,29 @@ def close_old_connections() -> None:
 class DatabaseCall(SyncToAsync):
     """SyncToAsync on the database thread with the cleanup above around each call."""
 
+    probing = False  # a call is trying a database that stopped answering
+    probed_at = 0.0  # monotonic time the last such try ended
+
     def __init__(self, func):
         super().__init__(func, thread_sensitive=True)
 
+    async def __call__(self, *args, **kwargs):
+        self.probe = False
+        if stalled_since() is not None:
+            if DatabaseCall.probing or time.monotonic() - DatabaseCall.probed_at < PROBE_EVERY:
+                raise OperationalError("the database is not answering")
+            self.probe = DatabaseCall.probing = True  # this call tries the database
+            try:
+                return await super().__call__(*args, **kwargs)
+            finally:
+                DatabaseCall.probing = False
+                DatabaseCall.probed_at = time.monotonic()
+        return await super().__call__(*args, **kwargs)
+
     def thread_handler(self, loop, *args, **kwargs):
+        if not self.probe and stalled_since() is not None:
+            # Queued behind the call that found the database stalled.
+            raise OperationalError("the database is not answering")
         close_old_connections()
         try:
             return super().thread_handler(loop, *args, **kwargs)
