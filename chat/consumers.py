@@ -76,6 +76,11 @@ class ChatConsumer(AsyncConsumer):
             await self.close(protocol.CLOSE_UNAUTHENTICATED)
             return
         hub = await realtime.ahub()
+        if 0 < settings.CHAT_MAX_CONNECTIONS <= hub.sockets_open:
+            # Load shedding: the client reconnects later, with backoff (docs/protocol.md).
+            metrics.SOCKETS_REFUSED.labels("max_connections").inc()
+            await self.close(protocol.CLOSE_TRY_AGAIN_LATER)
+            return
         if len(hub.users.get(self.user_id, ())) >= settings.CHAT_MAX_SOCKETS_PER_USER:
             metrics.SOCKETS_REFUSED.labels("per_user_limit").inc()
             await self.reply_error(ChatError(protocol.RATE_LIMITED, "Too many open sockets.", retry_after=5.0))

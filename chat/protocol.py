@@ -70,6 +70,7 @@ CLOSE_BANNED = 4403
 CLOSE_FLOODING = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013  # the process is at CHAT_MAX_CONNECTIONS (load shedding)
 
 # The fields each client frame requires (name → type); `since` is optional on join.
 _FIELDS: dict[str, dict[str, type]] = {

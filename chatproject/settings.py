@@ -195,6 +195,9 @@ CHAT_FRAME_RATE = env.float("CHAT_FRAME_RATE", default=50.0)
 CHAT_FRAME_BURST = env.int("CHAT_FRAME_BURST", default=200)
 # Open sockets per user and process; one more is closed with 4429 (docs/deployment.md).
 CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)
+# Open sockets per process (load shedding); one more is accepted and closed with 1013
+# "try again later", and the client backs off. 0: no limit.
+CHAT_MAX_CONNECTIONS = env.int("CHAT_MAX_CONNECTIONS", default=10000)
 # A socket whose unsent output (bytes buffered by Daphne) stays above CHAT_SEND_BACKLOG for
 # CHAT_SLOW_SOCKET_SECONDS, or reaches CHAT_SEND_BACKLOG_MAX, is closed with 1011.
 CHAT_SEND_BACKLOG = env.int("CHAT_SEND_BACKLOG", default=1024 * 1024)
