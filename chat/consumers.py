@@ -186,6 +186,7 @@ class ChatConsumer(AsyncConsumer):
     # -- frames --
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
+        received = time.perf_counter()
         ref = frame.get("ref")
         handler = getattr(self, "frame_" + frame["type"])
         try:
@@ -206,6 +207,8 @@ class ChatConsumer(AsyncConsumer):
             if ref is not None:
                 reply["ref"] = ref
             await self.send_frame(reply)
+            if reply["type"] == protocol.ACK:
+                metrics.ACK_SECONDS.observe(time.perf_counter() - received)
 
     def _joined(self, slug: str) -> Room:
         if slug not in self.rooms:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, NotRequired, TypedDict
@@ -325,10 +325,13 @@ def message_attachments(message) -> list[AttachmentShape]:
 
 @dataclass(frozen=True)
 class RoomEventFrame:
-    """A room event ready to send: its seq and its encoded frame."""
+    """A room event ready to send: its seq and its encoded frame; ``at``, the time.time() of
+    its commit where known (a live broadcast, not a read from the database), for the
+    delivery-latency histogram (chat.metrics.DELIVERY_SECONDS)."""
 
     seq: int
     text: str
+    at: float | None = field(default=None, compare=False)
 
     @cached_property
     def wire(self) -> bytes:
@@ -756,7 +759,8 @@ def room_events_message(*, room_id: int, frames: list[RoomEventFrame], at: float
 
 def room_events_frames(message: RoomEventsMessage) -> list[RoomEventFrame]:
     """The frames a ROOM_EVENT message carries, in its order."""
-    return [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
+    at = message.get("t")
+    return [RoomEventFrame(seq=seq, text=text, at=at) for seq, text in message["events"]]
 
 
 def room_ephemeral_message(*, room_id: int, text: str, except_user: int | None) -> RoomEphemeralMessage:
