@@ -3,6 +3,7 @@ delivery) and chat_ack_seconds (send frame to ack) on /metrics (chat/metrics.py)
 
 import asyncio
 import json
+import json
 
 import pytest
 from django.test import Client
@@ -58,3 +59,19 @@ async def test_a_send_moves_the_ack_histogram_and_one_delivery_per_socket(ann_co
 
 # The commit time travelling to another process (the layer message carries it):
 # tests/test_processes.py::test_a_message_sent_to_one_process_reaches_a_client_of_the_other.
+
+
+def test_the_grafana_dashboard_reads_only_metrics_the_server_exports():
+    """deploy/grafana/chat.json: a renamed metric would leave a panel silently empty."""
+    import re
+    from pathlib import Path
+
+    from prometheus_client import generate_latest
+
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "chat.json").read_text())
+    exported = generate_latest().decode()
+    used = {name for panel in dashboard["panels"] for target in panel["targets"] for name in re.findall(r"chat_\w+", target["expr"])}
+    assert {"chat_delivery_seconds_bucket", "chat_ack_seconds_bucket", "chat_deliveries_total",
+            "chat_messages_stored_total", "chat_sockets_open", "chat_errors_total"} <= used
+    missing = {name for name in used if f"# TYPE {name.removesuffix('_bucket')} " not in exported}
+    assert not missing
