@@ -40,6 +40,18 @@ def stalled_since() -> float | None:
     return _stalled_since
 
 
+def mark_stalled() -> None:
+    """Record that the database did not answer (e.g. no connection within the pool's timeout)."""
+    global _stalled_since
+    _stalled_since = time.monotonic()
+
+
+def mark_answered() -> None:
+    """Record that the database answered (a call that tried it succeeded)."""
+    global _stalled_since
+    _stalled_since = None
+
+
 class DeadlineConnection(psycopg.Connection):
     """psycopg.Connection whose waits for the server last at most ``deadline`` seconds."""
 
