@@ -105,6 +105,13 @@ def _start_probe() -> None:
     _probe_task = asyncio.get_running_loop().create_task(_probe())
 
 
+def fail_fast_reset() -> None:
+    """Forget a stalled database and any probe (tests: each runs on a loop of its own)."""
+    global _probe_task, _probed_at
+    mark_answered()
+    _probe_task, _probed_at = None, 0.0
+
+
 async def _probe() -> None:
     global _probed_at
     call = DatabaseCall(_ping)
