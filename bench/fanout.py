@@ -44,7 +44,7 @@ from pathlib import Path
 import loadgen
 import servers
 from loadgen import StepResult, Tally, Target
-from report import LABELS, PROJECT_KINDS, STEP_HEADER, plot, step_line, summary
+from report import LABELS, PROJECT_KINDS, STEP_HEADER, plot, server_latency_line, step_line, summary
 from servers import Server, describe_project, prepare_database
 
 TRANSCRIPT: list[str] = []
@@ -76,6 +76,40 @@ async def memory(target: Target, n: int, room: str | None) -> dict:
 
 
 
+def scrape_histograms(target: Target) -> dict[str, list[tuple[float, float]]]:
+    """The project server's latency histograms from its /metrics: {name: [(le, cumulative count)]}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{target.port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, list[tuple[float, float]]] = {}
+    for line in text.splitlines():
+        if line.startswith(("chat_delivery_seconds_bucket", "chat_ack_seconds_bucket")):
+            series, _, value = line.rpartition(" ")
+            name = series.split("_bucket", 1)[0]
+            le = series.split('le="', 1)[1].split('"', 1)[0]
+            found.setdefault(name, []).append((float(le), float(value)))
+    return found
+
+
+SERVER_LINES: dict[int, str] = {}  # id(StepResult) -> its server_latency_line
+
+
+def log_step(label: str, result: StepResult, p99: float) -> None:
+    """Print the step's line, and under it the server's own view of the step's latency."""
+    say(step_line(label, result, p99))
+    if id(result) in SERVER_LINES:
+        say(SERVER_LINES.pop(id(result)))
+
+
+async def timed_step(target: Target, step):
+    """Run ``step()``; for the project, print its own latency histograms over the step under it."""
+    if target.kind != "project":
+        return await step(), None
+    before = await asyncio.to_thread(scrape_histograms, target)
+    result = await step()
+    after = await asyncio.to_thread(scrape_histograms, target)
+    return result, server_latency_line(before, after)
+
+
 async def fanout(target: Target, label: str, *, clients: int, senders: int, args) -> dict:
     """Rate search with ``clients`` in one room and ``senders`` of them sending."""
     tally = Tally()
@@ -92,8 +126,12 @@ async def fanout(target: Target, label: str, *, clients: int, senders: int, args
             _reactions(peers[:senders], seed, rate * share / (1 - share), args.duration)
         ) if share else None
         try:
-            return await loadgen.run_step(target, peers, peers[:senders], tally, step=loadgen.next_step(), rate=rate,
-                                          duration=args.duration, lull=args.lull, lull_wait=args.lull_wait)
+            result, server = await timed_step(target, lambda: loadgen.run_step(
+                target, peers, peers[:senders], tally, step=loadgen.next_step(), rate=rate,
+                duration=args.duration, lull=args.lull, lull_wait=args.lull_wait))
+            if server:
+                SERVER_LINES[id(result)] = server
+            return result
         finally:
             if reacting is not None:
                 reacting.cancel()
@@ -102,11 +140,11 @@ async def fanout(target: Target, label: str, *, clients: int, senders: int, args
         steps = []
         for rate in args.rates:
             steps.append(await run(rate))
-            say(step_line(label, steps[-1], args.p99))
+            log_step(label, steps[-1], args.p99)
         best = max((s for s in steps if s.ok(args.p99)), key=lambda s: s.rate, default=None)
     else:
         best, steps = await loadgen.search(run, start=args.start / clients, p99_limit_ms=args.p99,
-                                           refine=args.refine, retries=args.retries, log=lambda r: say(step_line(label, r, args.p99)))
+                                           refine=args.refine, retries=args.retries, log=lambda r: log_step(label, r, args.p99))
     overload = None
     if target.kind == "project":
         overload = await overload_step(target, peers, peers[:senders], tally, label, steps, args)
@@ -159,19 +197,22 @@ async def rooms(target: Target, label: str, slugs: list[str], *, clients: int, a
     tally = Tally()
     peers, per_second = await loadgen.connect_peers(target, [slugs[i % len(slugs)] for i in range(clients)], tally)
     async def run(rate: float) -> StepResult:
-        return await loadgen.run_step(target, peers, peers, tally, step=loadgen.next_step(), rate=rate,
-                                      duration=args.duration,
-                                      lull=args.lull, lull_wait=args.lull_wait)
+        result, server = await timed_step(target, lambda: loadgen.run_step(
+            target, peers, peers, tally, step=loadgen.next_step(), rate=rate, duration=args.duration,
+            lull=args.lull, lull_wait=args.lull_wait))
+        if server:
+            SERVER_LINES[id(result)] = server
+        return result
 
     if args.rates:
         steps = []
         for rate in args.rates:
             steps.append(await run(rate))
-            say(step_line(label, steps[-1], args.p99))
+            log_step(label, steps[-1], args.p99)
         best = max((s for s in steps if s.ok(args.p99)), key=lambda s: s.rate, default=None)
     else:
         best, steps = await loadgen.search(run, start=args.rooms_start, p99_limit_ms=args.p99, refine=args.refine,
-                                           retries=args.retries, log=lambda r: say(step_line(label, r, args.p99)))
+                                           retries=args.retries, log=lambda r: log_step(label, r, args.p99))
     overload = await overload_step(target, peers, peers, tally, label, steps, args)
     await loadgen.close_peers(peers)
     return {"clients": clients, "rooms": len(slugs), "best": best, "steps": steps, "overload": overload}

@@ -30,6 +30,36 @@ def step_line(label: str, r: StepResult, p99: float) -> str:
             f"{r.server_cpu:>4.0%} {r.loadgen_cpu:>4.0%} {r.other_cpu:>5.0%} {verdict}{extra}")
 
 
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """The ``q`` quantile of a Prometheus histogram's cumulative ``(le, count)`` buckets,
+    interpolated within a bucket as Prometheus' histogram_quantile() does; NaN if empty."""
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan")
+    rank, lower, below = q * total, 0.0, 0.0
+    for le, count in buckets:
+        if count >= rank:
+            if le == float("inf"):
+                return lower
+            return lower + (le - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = le, count
+    return lower
+
+
+def server_latency_line(before: dict, after: dict) -> str:
+    """The server's own latency histograms over one step (``after`` minus ``before``, both
+    from scrape_histograms()), printed under the step beside what the clients measured."""
+    parts = []
+    for name, what in (("chat_delivery_seconds", "commit→socket"), ("chat_ack_seconds", "send→ack")):
+        a, b = after.get(name, []), dict(before.get(name, []))
+        delta = [(le, count - b.get(le, 0.0)) for le, count in a]
+        n = delta[-1][1] if delta else 0
+        if n:
+            parts.append(f"{what} p50 {histogram_quantile(delta, 0.5) * 1000:.1f} ms, "
+                         f"p99 {histogram_quantile(delta, 0.99) * 1000:.1f} ms (n={n:,.0f})")
+    return "      server histograms: " + ("; ".join(parts) if parts else "nothing observed")
+
+
 STEP_HEADER = (f"  {'server':<22} {'msg/s':>8} {'offered':>9} {'sent':>7} {'delivered':>9} {'lost':>7} {'dup':>4} "
                f"{'deliv/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'srv':>4} {'gen':>4} {'other':>5}")
 

@@ -78,6 +78,11 @@ class ChatConsumer(AsyncConsumer):
             await self.close(protocol.CLOSE_UNAUTHENTICATED)
             return
         hub = await realtime.ahub()
+        if 0 < settings.CHAT_MAX_CONNECTIONS <= hub.sockets_open:
+            # Load shedding: the client reconnects later, with backoff (docs/protocol.md).
+            metrics.SOCKETS_REFUSED.labels("max_connections").inc()
+            await self.close(protocol.CLOSE_TRY_AGAIN_LATER)
+            return
         if len(hub.users.get(self.user_id, ())) >= settings.CHAT_MAX_SOCKETS_PER_USER:
             metrics.SOCKETS_REFUSED.labels("per_user_limit").inc()
             await self.reply_error(ChatError(protocol.RATE_LIMITED, "Too many open sockets.", retry_after=5.0))
@@ -193,6 +198,7 @@ class ChatConsumer(AsyncConsumer):
     # -- frames --
 
     async def handle_frame(self, frame: dict[str, Any]) -> None:
+        received = time.perf_counter()
         ref = frame.get("ref")
         handler = getattr(self, "frame_" + frame["type"])
         try:
@@ -213,6 +219,8 @@ class ChatConsumer(AsyncConsumer):
             if ref is not None:
                 reply["ref"] = ref
             await self.send_frame(reply)
+            if reply["type"] == protocol.ACK:
+                metrics.ACK_SECONDS.observe(time.perf_counter() - received)
 
     def _joined(self, slug: str) -> Room:
         if slug not in self.rooms:

@@ -18,16 +18,29 @@ db_call, so it borrows from the same pool: a process never holds more than the p
 size. A call that waits longer than CHAT_DB_POOL_TIMEOUT for a connection raises
 OperationalError (psycopg_pool.PoolTimeout, wrapped by Django), which the doors answer
 with `unavailable`.
+
+A database that stops answering (chat/pgdeadline.py) or cannot be reached (no connection
+within the pool's timeout) would otherwise hold the one database thread for CHAT_DB_TIMEOUT
+per call, and every call queued behind it waits as long again: sends would be answered
+minutes late. Once a wait has gone unanswered, or a call found no connection, ``db_call`` fails at
+once with OperationalError (a call queued for the thread meanwhile, too), and a background
+probe (``SELECT 1``, one at a time, PROBE_EVERY seconds after the last) tries the database;
+its answer, or any answered query on any thread, ends the fail-fast.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from asgiref.sync import SyncToAsync
-from django.db import connections
+from django.db import OperationalError, connections
+from psycopg_pool import PoolTimeout
+
+from .pgdeadline import mark_answered, mark_stalled, stalled_since
 
 HEALTH_CHECK_EVERY = 1.0  # seconds
+PROBE_EVERY = 1.0  # seconds between calls let through to a database that stopped answering
 
 
 def close_old_connections() -> None:
@@ -47,15 +60,70 @@ def close_old_connections() -> None:
 class DatabaseCall(SyncToAsync):
     """SyncToAsync on the database thread with the cleanup above around each call."""
 
+    probe = False  # this call is the one trying a database that stopped answering
+
     def __init__(self, func):
         super().__init__(func, thread_sensitive=True)
 
+    async def __call__(self, *args, **kwargs):
+        if not self.probe and stalled_since() is not None:
+            _start_probe()
+            raise OperationalError("the database is not answering")
+        return await super().__call__(*args, **kwargs)
+
     def thread_handler(self, loop, *args, **kwargs):
+        if not self.probe and stalled_since() is not None:
+            # Queued behind the call that found the database stalled.
+            raise OperationalError("the database is not answering")
         close_old_connections()
         try:
             return super().thread_handler(loop, *args, **kwargs)
+        except OperationalError as exc:
+            if isinstance(exc.__cause__, PoolTimeout):
+                # No connection within the pool's timeout (the database unreachable, or every
+                # connection stuck): each call queued behind this one would wait as long.
+                mark_stalled()
+            raise
         finally:
             close_old_connections()
+
+
+def _ping() -> None:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+_probe_task: asyncio.Task | None = None  # held: the loop keeps only weak references to tasks
+_probed_at = 0.0  # monotonic time the last probe ended
+
+
+def _start_probe() -> None:
+    """Try the database in the background, at most one try at a time and one a PROBE_EVERY."""
+    global _probe_task
+    if (_probe_task is not None and not _probe_task.done()) or time.monotonic() - _probed_at < PROBE_EVERY:
+        return
+    _probe_task = asyncio.get_running_loop().create_task(_probe())
+
+
+def fail_fast_reset() -> None:
+    """Forget a stalled database and any probe (tests: each runs on a loop of its own)."""
+    global _probe_task, _probed_at
+    mark_answered()
+    _probe_task, _probed_at = None, 0.0
+
+
+async def _probe() -> None:
+    global _probed_at
+    call = DatabaseCall(_ping)
+    call.probe = True
+    try:
+        await call()
+    except Exception:
+        pass  # still stalled; the next db_call a PROBE_EVERY from now tries again
+    else:
+        mark_answered()
+    finally:
+        _probed_at = time.monotonic()
 
 
 db_call = DatabaseCall

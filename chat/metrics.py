@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from bisect import bisect_left
 from contextlib import contextmanager
 
 from asgiref.sync import iscoroutinefunction
@@ -67,7 +68,25 @@ STORE_SECONDS = Histogram(
     "Time to validate and store a `send` (the socket door), successful or not.",
     buckets=_LATENCY_BUCKETS,
 )
+DELIVERY_SECONDS = Histogram(
+    "chat_delivery_seconds",
+    "From a room event's commit to its write to a socket, per live delivery (any process; "
+    "gap fills and replays are not timed).",
+    buckets=_LATENCY_BUCKETS,
+)
+ACK_SECONDS = Histogram(
+    "chat_ack_seconds",
+    "From a `send` frame's arrival to the write of its `ack` (the socket door).",
+    buckets=_LATENCY_BUCKETS,
+)
 HTTP_IN_FLIGHT = Gauge("chat_http_requests_in_flight", "HTTP requests being handled by this process.")
+
+
+def observe_many(histogram: Histogram, amount: float, count: int) -> None:
+    """``count`` observations of ``amount`` at the cost of one (one event's writes to many
+    sockets). Uses prometheus-client's internals: Histogram.observe() takes no count."""
+    histogram._sum.inc(amount * count)
+    histogram._buckets[bisect_left(histogram._upper_bounds, amount)].inc(count)
 
 
 def http_in_flight() -> float:

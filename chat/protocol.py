@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any, NotRequired, TypedDict
@@ -75,6 +75,7 @@ CLOSE_BANNED = 4403
 CLOSE_FLOODING = 4429
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TRY_AGAIN_LATER = 1013  # the process is at CHAT_MAX_CONNECTIONS (load shedding)
 
 # The fields each client frame requires (name → type); `since` is optional on join.
 _FIELDS: dict[str, dict[str, type]] = {
@@ -343,10 +344,13 @@ def message_attachments(message) -> list[AttachmentShape]:
 
 @dataclass(frozen=True)
 class RoomEventFrame:
-    """A room event ready to send: its seq and its encoded frame."""
+    """A room event ready to send: its seq and its encoded frame; ``at``, the time.time() of
+    its commit where known (a live broadcast, not a read from the database), for the
+    delivery-latency histogram (chat.metrics.DELIVERY_SECONDS)."""
 
     seq: int
     text: str
+    at: float | None = field(default=None, compare=False)
 
     @cached_property
     def wire(self) -> bytes:
@@ -877,7 +881,8 @@ def room_events_message(*, room_id: int, frames: list[RoomEventFrame], at: float
 
 def room_events_frames(message: RoomEventsMessage) -> list[RoomEventFrame]:
     """The frames a ROOM_EVENT message carries, in its order."""
-    return [RoomEventFrame(seq=seq, text=text) for seq, text in message["events"]]
+    at = message.get("t")
+    return [RoomEventFrame(seq=seq, text=text, at=at) for seq, text in message["events"]]
 
 
 class RoomNoticeMessage(TypedDict):

@@ -49,3 +49,23 @@ def close_sockets_on_password_change_or_deactivation(sender, instance, created, 
     user_id = instance.pk
     event = protocol.close_event(code=protocol.CLOSE_UNAUTHENTICATED)
     transaction.on_commit(lambda: realtime.user_event_publish(user_id=user_id, event=event))
+
+
+# --- migrations run without CHAT_DB_TIMEOUT -------------------------------------------------
+
+from django.db import connections  # noqa: E402
+from django.db.models.signals import pre_migrate  # noqa: E402
+
+
+@receiver(pre_migrate)
+def _migrate_without_timeouts(sender, using="default", **kwargs):
+    """A migration may run one long statement (an index on a big table): the statement and
+    lock timeouts of CHAT_DB_TIMEOUT (chatproject/settings.py) are for requests, not for it."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")
+        cursor.execute("SET lock_timeout = 0")
+    connection.connection.deadline = None  # chat/pgdeadline.py

@@ -94,6 +94,9 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------
 
+# Seconds the database may take to answer before a call fails with `unavailable`
+# (PostgreSQL; PROTOCOL.md 3.4). Also the default of CHAT_DB_POOL_TIMEOUT.
+CHAT_DB_TIMEOUT = env.float("CHAT_DB_TIMEOUT", default=5.0)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -111,8 +114,20 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
 else:
     _db["CONN_HEALTH_CHECKS"] = True
-    # A short connect timeout turns an unreachable database into `unavailable` quickly.
-    _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)
+    # A database that accepts connections but does not answer (a stopped backend, a held
+    # lock, a network path that swallows packets) is `unavailable` within CHAT_DB_TIMEOUT:
+    # the server cancels a statement or lock wait after 80% of it (statement_timeout,
+    # lock_timeout), libpq gives up connecting (connect_timeout, whole seconds), and the
+    # pool's connections stop waiting for an answer after all of it (chat/pgdeadline.py:
+    # a server that cannot even cancel). docs/deployment.md#a-database-that-hangs.
+    # CHAT_DB_TIMEOUT=0 turns all of this off (connect_timeout stays at 3 s).
+    from chat.pgdeadline import deadline_connection as _deadline_connection
+    from chat.pgdeadline import server_timeouts as _server_timeouts
+
+    _options = _db.setdefault("OPTIONS", {})
+    _options.setdefault("connect_timeout", max(1, round(CHAT_DB_TIMEOUT)) if CHAT_DB_TIMEOUT > 0 else 3)
+    if CHAT_DB_TIMEOUT > 0:
+        _options.setdefault("options", _server_timeouts(CHAT_DB_TIMEOUT))
     # Under ASGI every request runs on a thread of its own and Django keeps a connection per
     # thread: persistent connections (CONN_MAX_AGE) pile up until PostgreSQL refuses clients
     # (issue 13). Instead each process borrows from one bounded psycopg pool and returns the
@@ -126,9 +141,11 @@ else:
             "max_size": _pool_size,
             # A request that waits this long for a connection answers 503 `unavailable`
             # (psycopg_pool.PoolTimeout is an OperationalError) instead of hanging.
-            "timeout": env.float("CHAT_DB_POOL_TIMEOUT", default=5.0),
+            "timeout": env.float("CHAT_DB_POOL_TIMEOUT", default=CHAT_DB_TIMEOUT or 5.0),
             "name": "chat",
         }
+        if CHAT_DB_TIMEOUT > 0:
+            _db["OPTIONS"]["pool"]["connection_class"] = _deadline_connection(CHAT_DB_TIMEOUT)
     else:
         # CHAT_DB_POOL_SIZE=0: no pool in the process, e.g. behind PgBouncer (docs/deployment.md).
         _db["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
@@ -187,6 +204,9 @@ CHAT_FRAME_BURST = env.int("CHAT_FRAME_BURST", default=200)
 CHAT_MAX_SOCKETS_PER_USER = env.int("CHAT_MAX_SOCKETS_PER_USER", default=20)
 # Seconds a connect token (POST /api/v1/auth/connect-token/, PROTOCOL.md 9) can open one socket.
 CHAT_CONNECT_TOKEN_TTL = env.int("CHAT_CONNECT_TOKEN_TTL", default=300)
+# Open sockets per process (load shedding); one more is accepted and closed with 1013
+# "try again later", and the client backs off. 0: no limit.
+CHAT_MAX_CONNECTIONS = env.int("CHAT_MAX_CONNECTIONS", default=10000)
 # A socket whose unsent output (bytes buffered by Daphne) stays above CHAT_SEND_BACKLOG for
 # CHAT_SLOW_SOCKET_SECONDS, or reaches CHAT_SEND_BACKLOG_MAX, is closed with 1011.
 CHAT_SEND_BACKLOG = env.int("CHAT_SEND_BACKLOG", default=1024 * 1024)

@@ -8,7 +8,7 @@ process harness harness/) — its own redis-server, a TCP proxy in front of Post
 can cut, 2 Daphne workers (deploy/worker) and nginx (deploy/nginx/) — runs 20 clients in 4 rooms at a steady rate, injects one fault, and checks
 that every acked message reached every member exactly once, in seq order. It runs the
 pytest tests in tests/faults/ with CHAT_FAULTS=all (the CI runs a subset of them on every
-`./test`); names (redis, database, kill, sigterm, slow, churn, shard, sentinel) pick some. Needs nginx
+`./test`); names (redis, database, hang, kill, sigterm, slow, churn, shard, sentinel, storm) pick some. Needs nginx
 (`apt-get install nginx-light`), redis-server and PostgreSQL; takes about 4 minutes.
 """
 

@@ -10,6 +10,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client
 
 from chat import realtime
+from chat.db import fail_fast_reset
 from chat.models import Room
 from tests.factories import make_room, make_token, make_user
 from tests.workers import DEFAULT_TEST_REDIS_URL
@@ -62,6 +63,15 @@ class FastPBKDF2PasswordHasher(PBKDF2PasswordHasher):
 def _fast_passwords(settings):
     """The real hasher costs 0.5 s of CPU per user on this machine; that cost is for attackers."""
     settings.PASSWORD_HASHERS = ["tests.conftest.FastPBKDF2PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _database_answering():
+    """A test that made the database look stalled (chat/db.py's fail-fast) does not leave the
+    next one failing fast, nor a probe task on its finished loop."""
+    fail_fast_reset()
+    yield
+    fail_fast_reset()
 
 
 @pytest.fixture(autouse=True)

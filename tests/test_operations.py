@@ -274,3 +274,35 @@ def _metrics(base: str) -> str:
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
         lines = response.read().decode().splitlines()
     return json.dumps({n: float(v) for n, _, v in (line.rpartition(" ") for line in lines if line and not line.startswith("#"))})
+
+
+# --- load shedding (CHAT_MAX_CONNECTIONS) ---------------------------------------------
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_over_max_connections_is_closed_with_1013_and_counted(tokens, tmp_path):
+    """Over the process's limit a socket is accepted and closed with 1013 "try again later"
+    (through Daphne, which refuses that code over ASGI); one closing makes room again."""
+    headers = [{"Authorization": f"Token {t}"} for t in tokens]
+    with servers(1, redis_url=None, log_dir=tmp_path, extra_env={"CHAT_MAX_CONNECTIONS": "2"}) as (server,):
+        url = f"{server.ws}/ws/chat/general/"
+        first = await websockets.connect(url, additional_headers=headers[0], proxy=None)
+        second = await websockets.connect(url, additional_headers=headers[1], proxy=None)
+        await _recv(first, "joined")
+        await _recv(second, "joined")
+        async with websockets.connect(url, additional_headers=headers[0], proxy=None) as third:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(third.recv(), 5)
+        assert closed.value.rcvd.code == 1013
+        metrics = server.metrics()
+        assert metrics['chat_sockets_refused_total{reason="max_connections"}'] == 1
+        assert metrics["chat_sockets_open"] == 2
+        # The two open sockets are unaffected; closing one makes room.
+        await first.send(json.dumps({"type": "ping"}))
+        assert (await _recv(first, "pong"))["type"] == "pong"
+        await second.close()
+        await asyncio.sleep(0.2)
+        async with websockets.connect(url, additional_headers=headers[1], proxy=None) as fourth:
+            assert (await _recv(fourth, "joined"))["room"] == "general"
+        await first.close()

@@ -57,11 +57,23 @@ def _database_settings(**env) -> dict:
 def test_postgresql_gets_a_pool_sized_from_the_environment_and_no_persistent_connections():
     db = _database_settings(CHAT_DB_POOL_SIZE="7", CHAT_DB_POOL_TIMEOUT="2.5")
     assert db["CONN_MAX_AGE"] == 0  # Django refuses a pool with persistent connections
-    assert db["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 7, "timeout": 2.5, "name": "chat"}
+    assert db["OPTIONS"]["pool"] == {
+        "min_size": 2, "max_size": 7, "timeout": 2.5, "name": "chat",
+        "connection_class": "<class 'chat.pgdeadline.DeadlineConnection'>",
+    }
     size = _database_settings()["OPTIONS"]["pool"]["max_size"]
     # Six workers and a background process fit in max_connections=100 less 3 reserved, with
     # ten to spare (psql, migrations, monitoring).
     assert 6 * size + size + 10 <= 97, size
+
+
+def test_chat_db_timeout_sets_the_server_timeouts_the_connect_timeout_and_the_pool_wait():
+    db = _database_settings(CHAT_DB_TIMEOUT="2.5")
+    assert db["OPTIONS"]["options"] == "-c statement_timeout=2000 -c lock_timeout=2000"
+    assert db["OPTIONS"]["connect_timeout"] == 2 and db["OPTIONS"]["pool"]["timeout"] == 2.5
+    off = _database_settings(CHAT_DB_TIMEOUT="0")
+    assert "options" not in off["OPTIONS"] and "connection_class" not in off["OPTIONS"]["pool"]
+    assert off["OPTIONS"]["pool"]["timeout"] == 5.0
 
 
 def test_a_pool_size_of_zero_turns_the_pool_off():

@@ -44,6 +44,9 @@ async def test_a_message_sent_to_one_process_reaches_a_client_of_the_other(token
             assert message["message"]["id"] == ack["id"] and message["message"]["body"] == "across"
             # Faster than the database poll (0.5-1 s): it came over Redis.
             assert latency < 0.4, latency
+            # B timed bob's delivery from the commit time in the layer message (metrics.DELIVERY_SECONDS).
+            b_metrics = await asyncio.to_thread(b.metrics)
+            assert b_metrics["chat_delivery_seconds_count"] == 1 and b_metrics.get("chat_ack_seconds_count", 0) == 0
             # And back the other way.
             await bob.send(json.dumps({"type": "send", "room": "general", "body": "back", "client_id": "y1"}))
             assert (await _recv(ann, "message"))["message"]["body"] == "back"

@@ -104,6 +104,7 @@ class Hub:
         self.channel: str | None = None
         self.feeds: dict[int, RoomFeed] = {}
         self.users: dict[int, set[Socket]] = {}
+        self.sockets_open = 0  # sockets attached (user_attach), for CHAT_MAX_CONNECTIONS
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.layer_ok = True
@@ -225,6 +226,7 @@ class Hub:
     async def user_attach(self, socket: Socket) -> None:
         sockets = self.users.setdefault(socket.user_id, set())
         sockets.add(socket)
+        self.sockets_open += 1
         self.presence.count(ANYWHERE, socket.user_id, socket.username, +1)
         if len(sockets) == 1:
             await self._group("add", user_group(socket.user_id))
@@ -235,6 +237,7 @@ class Hub:
             return
         if socket in sockets:
             sockets.discard(socket)
+            self.sockets_open -= 1
             self.presence.count(ANYWHERE, socket.user_id, socket.username, -1)
         if not sockets:
             del self.users[socket.user_id]

@@ -41,3 +41,45 @@ def test_an_outage_shows_a_countdown_and_retry_now_brings_the_room_back(
     expect(banner).to_be_hidden(timeout=5_000)
     expect(body).to_have_attribute("data-connection", "live")
     assert browsing.page_errors == []
+
+
+# The page's ChatSocket against a stand-in WebSocket that the server "closes" at once with
+# the given codes; setTimeout runs at once but records the delay asked for.
+_CLOSE_SEQUENCE = """async (codes) => {
+  const { ChatSocket } = await import("/static/chat/socket.js");
+  const realSetTimeout = window.setTimeout.bind(window);
+  const delays = [], statuses = [];
+  let opened = 0;
+  class FakeWebSocket {
+    static OPEN = 1;
+    constructor() {
+      opened += 1;
+      this.readyState = 0;
+      const code = codes.shift();
+      realSetTimeout(() => this.onclose?.({ code }), 0);
+    }
+    send() {}
+    close() {}
+  }
+  window.WebSocket = FakeWebSocket;
+  window.setTimeout = (fn, ms) => { delays.push(ms); return realSetTimeout(fn, 0); };
+  const socket = new ChatSocket({ url: "ws://unused/", onStatus: (status) => statuses.push(status) });
+  socket.connect();
+  await new Promise((done) => realSetTimeout(done, 300));
+  return { delays, statuses, opened };
+}"""
+
+
+def test_1013_is_retried_with_growing_jittered_backoff_and_4401_is_not_retried(browsing: Browsing):
+    page = browsing.page()  # the login page: no socket of its own
+    page.goto(f"{browsing.base_url}/accounts/login/")
+    result = page.evaluate(_CLOSE_SEQUENCE, [1013, 1013, 1013, 1013, 1013, 4401])
+    # Equal jitter: attempt n waits between half and all of min(30 s, 2 s * 2^n).
+    ceilings = [min(30_000, 2_000 * 2**n) for n in range(5)]
+    assert len(result["delays"]) == 5
+    for delay, ceiling in zip(result["delays"], ceilings):
+        assert ceiling / 2 <= delay <= ceiling
+    # 4401: logged out, no further attempt.
+    assert result["opened"] == 6
+    assert result["statuses"][-1] == "logged_out"
+    assert browsing.page_errors == []

@@ -133,7 +133,12 @@ class DatabaseProxy(Process):
     def cut(self) -> None:
         self.signal(signal.SIGUSR1)
 
+    def freeze(self) -> None:
+        """Connections stay open, nothing passes: the database "hangs"."""
+        self.signal(signal.SIGHUP)
+
     def restore(self) -> None:
+        """Listen again (after cut) and pass data on again (after freeze)."""
         self.signal(signal.SIGUSR2)
 
 

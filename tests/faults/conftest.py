@@ -15,7 +15,7 @@ from django.db import connection
 from tests.faults.cluster import nginx_binary
 from tests.faults.faults import RESULTS, table
 
-CI_SUBSET = {"redis", "database", "kill", "sigterm", "churn", "shard", "sentinel"}
+CI_SUBSET = {"redis", "database", "hang", "kill", "sigterm", "churn", "shard", "sentinel"}
 
 
 def selected(name: str) -> bool:

@@ -11,6 +11,7 @@ import json
 import os
 from collections import Counter
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -187,6 +188,84 @@ async def database_outage(c: Cluster, load: Load, row: Row) -> None:
         row.problems.append("no send was answered `unavailable` during the outage")
     if slowest > 5:
         row.problems.append(f"a send during the outage took {slowest:.1f} s to answer (limit 5 s)")
+
+
+HANG_TIMEOUT = 2.0  # CHAT_DB_TIMEOUT of the "database hangs" cluster (test_faults.py)
+
+
+def _rest_post(c: Cluster, member: Member, body: str) -> tuple[int, str, float]:
+    """POST a message over REST through nginx: (status, code, seconds)."""
+    request = urllib.request.Request(
+        f"{c.nginx.http}/api/v1/rooms/{member.room}/messages/",
+        data=json.dumps({"body": body, "client_id": body}).encode(),
+        headers={"Authorization": f"Token {member.token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, "", time.monotonic() - started
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}").get("code", ""), time.monotonic() - started
+
+
+def _hold_room_lock(slug: str, seconds: float) -> None:
+    """Hold the room's row lock (the posting lock) for ``seconds``, straight on the database."""
+    from django.db import transaction
+
+    from chat.models import Room
+
+    with transaction.atomic():
+        Room.objects.select_for_update().get(slug=slug)
+        time.sleep(seconds)
+
+
+async def database_hang(c: Cluster, load: Load, row: Row) -> None:
+    """The database accepts connections but does not answer for 5 s (the proxy passes nothing
+    on, as a stopped backend looks), then a room's lock is held 3 s: sends are answered
+    `unavailable` within CHAT_DB_TIMEOUT, REST with 503, no socket closes, and service
+    resumes by itself."""
+    if c.db_proxy is None:
+        raise RuntimeError("the database fault needs PostgreSQL")
+    closes_before = sum(len(m.closes) for m in load.members)
+    frozen_at = time.monotonic()
+    c.db_proxy.freeze()
+    await asyncio.sleep(0.5)
+    rest = await asyncio.to_thread(_rest_post, c, load.members[0], f"rest-hang-{time.time_ns()}")
+    await asyncio.sleep(max(0.0, frozen_at + 5 - time.monotonic()))
+    c.db_proxy.restore()
+    thawed_at = time.monotonic()
+    row.recover_s = await caught_up(load, 20)
+    hung = [(lat, answer) for m in load.members for sent, lat, answer in m.replies if frozen_at <= sent < thawed_at]
+    unavailable = [lat for lat, answer in hung if answer == "unavailable"]
+    # A lock held by another transaction: only that room's sends wait, for lock_timeout.
+    locked = load.members[0].room
+    locked_at = time.monotonic()
+    await orm(_hold_room_lock)(locked, 3.0)
+    released_at = time.monotonic()
+    await caught_up(load, 20)
+    in_lock = [(m.room, lat, answer) for m in load.members for sent, lat, answer in m.replies if locked_at <= sent < released_at]
+    locked_unavailable = [lat for room, lat, answer in in_lock if room == locked and answer == "unavailable"]
+    others_acked = sum(1 for room, _, answer in in_lock if room != locked and answer == "ack")
+    closes = sum(len(m.closes) for m in load.members) - closes_before
+    row.notes.append(
+        f"hang: {len(hung)} sends answered ({len(unavailable)} unavailable, slowest {max((lat for lat, _ in hung), default=0):.2f} s), "
+        f"REST {rest[0]} {rest[1]!r} in {rest[2]:.2f} s; lock held: {len(locked_unavailable)} unavailable in the room "
+        f"(slowest {max(locked_unavailable, default=0):.2f} s), {others_acked} acked elsewhere; sockets closed {closes}"
+    )
+    limit = 1.5 * HANG_TIMEOUT  # CHAT_DB_TIMEOUT, with room for a busy machine
+    if not unavailable:
+        row.problems.append("no send was answered `unavailable` while the database hung")
+    if any(lat > limit for lat, _ in hung):
+        row.problems.append(f"a send took over {limit:.0f} s to answer while the database hung")
+    if rest[:2] != (503, "unavailable") or rest[2] > limit:
+        row.problems.append(f"REST during the hang: {rest[0]} {rest[1]!r} after {rest[2]:.1f} s (want 503 `unavailable`)")
+    if not locked_unavailable or max(locked_unavailable) > limit:
+        row.problems.append(f"sends in the locked room: {locked_unavailable} (want `unavailable` within {limit:.0f} s)")
+    if not others_acked:
+        row.problems.append("no send in the other rooms was acked while one room's lock was held")
+    if closes:
+        row.problems.append(f"{closes} sockets closed while the database hung (they should stay open)")
 
 
 async def kill_worker(c: Cluster, load: Load, row: Row) -> None:
@@ -457,6 +536,7 @@ def _group_sizes(c: Cluster) -> dict[str, int]:
 FAULTS = {
     "redis": ("Redis stopped 5 s, restarted empty", redis_restart),
     "database": ("PostgreSQL unreachable 10 s", database_outage),
+    "hang": ("PostgreSQL hangs 5 s, a lock held 3 s", database_hang),
     "kill": ("kill -9 of one worker", kill_worker),
     "sigterm": ("SIGTERM of one worker", sigterm_worker),
     "slow": ("a client stops reading", slow_client),

@@ -1,8 +1,12 @@
 """A TCP proxy the fault tests can cut: ``python -m tests.faults.tcpproxy PORT TARGET_HOST TARGET_PORT``.
 
 SIGUSR1 cuts it: every open connection is reset and the listening socket closed, so new
-connections are refused (the database is "unreachable"). SIGUSR2 listens again. It serves
-loopback only and exits on SIGTERM, or by itself after --lifetime seconds.
+connections are refused (the database is "unreachable"). SIGHUP freezes it: connections
+stay open and new ones are accepted, but nothing is passed on in either direction (the
+database "hangs", as a stopped backend or a black-holed network path looks to a client);
+what arrives meanwhile is held and passed on after the thaw, as TCP would deliver it.
+SIGUSR2 listens again and thaws. It serves loopback only and exits on SIGTERM, or by itself
+after --lifetime seconds.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ class Proxy:
         self.target = target
         self.server: asyncio.base_events.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
 
     async def listen(self) -> None:
         if self.server is None:
@@ -48,6 +54,7 @@ class Proxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    await self.flowing.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):
@@ -71,7 +78,8 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(proxy.cut()))
-    loop.add_signal_handler(signal.SIGUSR2, lambda: loop.create_task(proxy.listen()))
+    loop.add_signal_handler(signal.SIGHUP, proxy.flowing.clear)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: (proxy.flowing.set(), loop.create_task(proxy.listen())))
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
     try:

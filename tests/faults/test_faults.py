@@ -4,7 +4,7 @@ exactly once, in seq order, and nothing else did."""
 
 import pytest
 
-from tests.faults.faults import FAULTS, TOPOLOGY, run, table
+from tests.faults.faults import FAULTS, HANG_TIMEOUT, TOPOLOGY, run, table
 from tests.faults.load import Member
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes, pytest.mark.faults]
@@ -39,6 +39,12 @@ async def test_a_redis_restart_loses_nothing(members, tmp_path):
 @pytest.mark.timeout(150)
 async def test_a_database_outage_answers_unavailable_and_loses_nothing(members, tmp_path):
     await _run("database", members, tmp_path)
+
+
+@fault("hang")
+@pytest.mark.timeout(120)
+async def test_a_database_that_hangs_answers_unavailable_and_resumes(members, tmp_path):
+    await _run("hang", members, tmp_path, extra_env={"CHAT_DB_TIMEOUT": str(HANG_TIMEOUT)})
 
 
 @fault("kill")

@@ -8,11 +8,16 @@ const PONG_WITHIN_MS = 10_000;
 const BACKOFF_FIRST_MS = 500;
 const BACKOFF_CAP_MS = 10_000;
 const FLOODED_WAIT_MS = 15_000; // after close 4429 the server wants a pause, not a quick retry
+// After 1013 "try again later" the server is full (CHAT_MAX_CONNECTIONS): back off from a
+// higher floor to a higher cap, so a reconnect storm thins out instead of coming back at once.
+const TRY_AGAIN_FIRST_MS = 2_000;
+const TRY_AGAIN_CAP_MS = 30_000;
 const ROOM_EVENTS = new Set(["message", "message.edited", "message.deleted"]);
 const FINAL_JOIN_ERRORS = new Set(["not_found", "forbidden", "invalid"]);
 const CLOSE_UNAUTHENTICATED = 4401;
 const CLOSE_BANNED = 4403;
 const CLOSE_FLOODED = 4429;
+const CLOSE_TRY_AGAIN_LATER = 1013;
 
 export function defaultUrl() {
   return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/chat/`;
@@ -143,7 +148,12 @@ export class ChatSocket {
       this.onStatus(code === CLOSE_BANNED ? "banned" : "logged_out");
       return;
     }
-    const delay = code === CLOSE_FLOODED ? FLOODED_WAIT_MS * (1 + Math.random() / 2) : this.#backoff();
+    const delay =
+      code === CLOSE_FLOODED
+        ? FLOODED_WAIT_MS * (1 + Math.random() / 2)
+        : code === CLOSE_TRY_AGAIN_LATER
+          ? this.#backoff(TRY_AGAIN_FIRST_MS, TRY_AGAIN_CAP_MS)
+          : this.#backoff();
     this.retryTimer = setTimeout(() => this.connect(), delay);
     this.onStatus("offline", { retryAt: Date.now() + delay });
   }
@@ -155,9 +165,10 @@ export class ChatSocket {
   }
 
   // Exponential backoff with "equal jitter", so many clients dropped at once don't
-  // all come back in the same instant.
-  #backoff() {
-    const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** this.attempt);
+  // all come back in the same instant: a delay in [ceiling / 2, ceiling], the ceiling
+  // doubling with each failed attempt up to `cap` (reset once a room is joined again).
+  #backoff(first = BACKOFF_FIRST_MS, cap = BACKOFF_CAP_MS) {
+    const ceiling = Math.min(cap, first * 2 ** this.attempt);
     this.attempt += 1;
     return ceiling / 2 + Math.random() * (ceiling / 2);
   }
