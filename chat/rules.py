@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -238,32 +239,43 @@ def check_reply(root: Message | None, *, room_id: int) -> Message:
     return root
 
 
-def users_who_see(names: dict[Room, set[str]]) -> dict[int, set[str]]:
-    """Of the usernames named for each room, those of active users who can read it: anyone
-    in a public room, members in a private one; not those banned from it. {room id: names}.
+def users_who_see(pairs: Collection[tuple[Room, int | str]]) -> dict[tuple[int, int | str], int]:
+    """Of the (room, user) pairs, the user given by id or by username, those where the user
+    may read the room: an active user, not banned from it, and in a private room a member
+    (PROTOCOL.md 7's "a user who can see the room"). {(room id, the id or name given): user id}.
 
-    A few queries whatever the number of rooms and names (the mention rendering of a batch).
+    The one rule of who a mention or a notification may reach: the rendering asks it by
+    name before the storing transaction, the notifications ask it by id inside it (under the
+    rooms' locks, so a ban or removal that committed first is seen). One query per kind of
+    key (per 2,000 pairs), in SQL written out as room_access_many's.
     """
-    wanted = {name for group in names.values() for name in group}
-    if not wanted:
-        return {}
-    users = dict(get_user_model().objects.filter(username__in=wanted, is_active=True).values_list("username", "pk"))
-    if not users:
-        return {}
-    room_ids = [room.pk for room in names]
-    now = timezone.now()
-    banned = set(RoomBan.objects.filter(active_until_q(now), room_id__in=room_ids, user_id__in=users.values())
-                 .values_list("room_id", "user_id"))
-    private = [room.pk for room in names if room.private]
-    members = set(Membership.objects.filter(room_id__in=private, user_id__in=users.values())
-                  .values_list("room_id", "user_id")) if private else set()
-    seen: dict[int, set[str]] = {}
-    for room, group in names.items():
-        seen[room.pk] = {
-            name for name in group
-            if name in users and (room.pk, users[name]) not in banned
-            and (not room.private or (room.pk, users[name]) in members)
-        }
+    seen: dict[tuple[int, int | str], int] = {}
+    if not pairs:
+        return seen
+    by_kind: dict[str, list[tuple[Room, int | str]]] = {}
+    for room, key in pairs:
+        by_kind.setdefault("username" if isinstance(key, str) else "id", []).append((room, key))
+    User = get_user_model()
+    table = {model: connection.ops.quote_name(model._meta.db_table) for model in (User, Membership, RoomBan)}
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    for column, wanted in by_kind.items():
+        for start in range(0, len(wanted), 2000):
+            chunk = wanted[start : start + 2000]
+            values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            sql = (
+                f"SELECT p.column1, p.column2, u.id FROM (VALUES {values}) AS p"
+                f" JOIN {table[User]} u ON u.{connection.ops.quote_name(column)} = p.column2"
+                f" WHERE u.is_active"
+                f" AND NOT EXISTS (SELECT 1 FROM {table[RoomBan]} x WHERE x.room_id = p.column1"
+                f" AND x.user_id = u.id AND (x.until IS NULL OR x.until > %s))"
+                f" AND (p.column3 = 0 OR EXISTS (SELECT 1 FROM {table[Membership]} m"
+                f" WHERE m.room_id = p.column1 AND m.user_id = u.id))"
+            )
+            params = [value for room, key in chunk for value in (room.pk, key, int(room.private))] + [now]
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                for room_id, key, user_id in cursor.fetchall():
+                    seen[room_id, key] = user_id
     return seen
 
 
