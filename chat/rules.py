@@ -239,15 +239,34 @@ def check_reply(root: Message | None, *, room_id: int) -> Message:
     return root
 
 
+def readers_sql(*, user: str, room: str, private: str) -> tuple[str, list]:
+    """The SQL condition "the user may read the room" and its parameters: ``user`` is the
+    alias of a row of the user table, ``room`` and ``private`` expressions for the room's id
+    and whether it is private (0 or 1).
+
+    PROTOCOL.md 7's "a user who can see the room", the one rule of who a mention or a
+    notification may reach: an active user, not banned from the room, and in a private room
+    a member. users_who_see() asks it before a transaction; the notifications' INSERT asks it
+    in the statement that stores them, under the rooms' locks (so a ban or removal that
+    committed first is seen).
+    """
+    tables = {model: connection.ops.quote_name(model._meta.db_table) for model in (Membership, RoomBan)}
+    sql = (
+        f"{user}.is_active"
+        f" AND NOT EXISTS (SELECT 1 FROM {tables[RoomBan]} x WHERE x.room_id = {room}"
+        f" AND x.user_id = {user}.id AND (x.until IS NULL OR x.until > %s))"
+        f" AND ({private} = 0 OR EXISTS (SELECT 1 FROM {tables[Membership]} m"
+        f" WHERE m.room_id = {room} AND m.user_id = {user}.id))"
+    )
+    return sql, [connection.ops.adapt_datetimefield_value(timezone.now())]
+
+
 def users_who_see(pairs: Collection[tuple[Room, int | str]]) -> dict[tuple[int, int | str], int]:
     """Of the (room, user) pairs, the user given by id or by username, those where the user
-    may read the room: an active user, not banned from it, and in a private room a member
-    (PROTOCOL.md 7's "a user who can see the room"). {(room id, the id or name given): user id}.
+    may read the room (readers_sql()). {(room id, the id or name given): user id}.
 
-    The one rule of who a mention or a notification may reach: the rendering asks it by
-    name before the storing transaction, the notifications ask it by id inside it (under the
-    rooms' locks, so a ban or removal that committed first is seen). One query per kind of
-    key (per 2,000 pairs), in SQL written out as room_access_many's.
+    One query per kind of key (per 2,000 pairs), in SQL written out as room_access_many's
+    (the rendering of every batch that names someone asks it).
     """
     seen: dict[tuple[int, int | str], int] = {}
     if not pairs:
@@ -255,23 +274,17 @@ def users_who_see(pairs: Collection[tuple[Room, int | str]]) -> dict[tuple[int, 
     by_kind: dict[str, list[tuple[Room, int | str]]] = {}
     for room, key in pairs:
         by_kind.setdefault("username" if isinstance(key, str) else "id", []).append((room, key))
-    User = get_user_model()
-    table = {model: connection.ops.quote_name(model._meta.db_table) for model in (User, Membership, RoomBan)}
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    users = connection.ops.quote_name(get_user_model()._meta.db_table)
+    readable, readable_params = readers_sql(user="u", room="p.column1", private="p.column3")
     for column, wanted in by_kind.items():
         for start in range(0, len(wanted), 2000):
             chunk = wanted[start : start + 2000]
             values = ", ".join(["(%s, %s, %s)"] * len(chunk))
             sql = (
                 f"SELECT p.column1, p.column2, u.id FROM (VALUES {values}) AS p"
-                f" JOIN {table[User]} u ON u.{connection.ops.quote_name(column)} = p.column2"
-                f" WHERE u.is_active"
-                f" AND NOT EXISTS (SELECT 1 FROM {table[RoomBan]} x WHERE x.room_id = p.column1"
-                f" AND x.user_id = u.id AND (x.until IS NULL OR x.until > %s))"
-                f" AND (p.column3 = 0 OR EXISTS (SELECT 1 FROM {table[Membership]} m"
-                f" WHERE m.room_id = p.column1 AND m.user_id = u.id))"
+                f" JOIN {users} u ON u.{connection.ops.quote_name(column)} = p.column2 WHERE {readable}"
             )
-            params = [value for room, key in chunk for value in (room.pk, key, int(room.private))] + [now]
+            params = [value for room, key in chunk for value in (room.pk, key, int(room.private))] + readable_params
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 for room_id, key, user_id in cursor.fetchall():

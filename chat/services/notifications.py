@@ -24,6 +24,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -77,10 +78,9 @@ def notify_for_posted(
     ``reply_roots`` maps a message's id to the author id of the message it replies to (the
     author of the root is notified with kind ``reply``).
 
-    Whether each user may still read the room is asked again here, under the locks
-    (rules.users_who_see). A batch that notifies nobody costs no query; one that does, one
-    query for that, one INSERT, and one more each for ``@room`` (the author's role, the
-    members) and for edits (who was notified before).
+    Whether each user may still read the room is asked again here, under the locks, in the
+    INSERT itself (rules.readers_sql). A batch that notifies nobody costs no query; one that
+    does, that one statement, and two more with ``@room`` (the author's role, the members).
     """
     reply_roots = reply_roots or {}
     mentioned = mentioned or {}
@@ -104,48 +104,52 @@ def notify_for_posted(
     if not wanted:
         return []
     _add_room_mentions(by_id, [mid for mid in wanted if mid in room_mentions], mentioned, wanted)
-    candidates = {(by_id[mid].room, uid) for mid, targets in wanted.items() for uid in targets}
-    visible = rules.users_who_see(candidates)
-    existing = set(
-        Notification.objects.filter(message_id__in=list(wanted)).values_list("message_id", "user_id")
-    ) if any(by_id[mid].edited_at is not None for mid in wanted) else set()
     rows = [
         (message_id, user_id, kind)
         for message_id, targets in wanted.items()
         for user_id, kind in targets.items()
-        if user_id != by_id[message_id].author_id and (by_id[message_id].room_id, user_id) in visible
-        and (message_id, user_id) not in existing
+        if user_id != by_id[message_id].author_id
     ]
-    if not rows:
-        return []
-    created = _insert(rows, by_id)
-    # robust: the messages are stored whatever happens to their delivery (logged, not raised).
-    transaction.on_commit(lambda: notifications_deliver(created), robust=True)
+    created = _insert(rows, by_id) if rows else []
+    if created:
+        # robust: the messages are stored whatever happens to their delivery (logged, not raised).
+        transaction.on_commit(lambda: notifications_deliver(created), robust=True)
     return created
 
 
 def _insert(rows: list[tuple[int, int, str]], by_id: dict[int, Message]) -> list[StoredNotification]:
-    """INSERT the (message id, user id, kind) rows in one statement; return what was stored.
+    """Store the (message id, user id, kind) rows whose user may read the message's room
+    (rules.readers_sql) and has no notification of that message yet (an edit's); return
+    those stored.
 
-    Written out, and no model instances made: Django's bulk_create costs more Python than
-    the INSERT costs the database (it prepares every field of every row), and this runs for
-    every batch that notifies anyone.
+    One statement, INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
+    rule is asked, the rows stored and their ids read in one round trip, under the rooms'
+    locks; and Django's bulk_create would cost more Python than the INSERT costs the
+    database (it prepares every field of every row, and makes a model instance of each).
     """
     now = timezone.now()
-    table = connection.ops.quote_name(Notification._meta.db_table)
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    params = []
+    quote = connection.ops.quote_name
+    readable, readable_params = rules.readers_sql(user="u", room="p.column3", private="p.column6")
+    params: list = [connection.ops.adapt_datetimefield_value(now)]
     for message_id, user_id, kind in rows:
         message = by_id[message_id]
-        params += (user_id, message_id, message.room_id, message.seq, kind, stamp)
-    sql = (f"INSERT INTO {table} (user_id, message_id, room_id, seq, kind, created_at) VALUES "
-           + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows)))
+        params += (user_id, message_id, message.room_id, message.seq, kind, int(message.room.private))
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
+    sql = (
+        f"INSERT INTO {quote(Notification._meta.db_table)} (user_id, message_id, room_id, seq, kind, created_at)"
+        f" SELECT p.column1, p.column2, p.column3, p.column4, p.column5, %s"
+        f" FROM (VALUES {values}) AS p JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
+        f" WHERE {readable}"
+        # (user, message) is unique: an edit skips those notified before; the ids are matched
+        # by it below, whatever order RETURNING keeps.
+        f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id"
+    )
     with connection.cursor() as cursor:
-        # (user, message) is unique: the ids are matched by it, whatever order RETURNING keeps.
-        cursor.execute(sql + " RETURNING id, message_id, user_id", params)
-        ids = {(message_id, user_id): pk for pk, message_id, user_id in cursor.fetchall()}
-    return [StoredNotification(ids[message_id, user_id], user_id, message_id, by_id[message_id], kind, now)
-            for message_id, user_id, kind in rows]
+        cursor.execute(sql, params + readable_params)
+        stored = cursor.fetchall()
+    kinds = {(message_id, user_id): kind for message_id, user_id, kind in rows}
+    return [StoredNotification(pk, user_id, message_id, by_id[message_id], kinds[message_id, user_id], now)
+            for pk, message_id, user_id in sorted(stored)]
 
 
 def _add_room_mentions(
