@@ -18,8 +18,8 @@
     (chat_layer_messages_sent_total / _received_total from /metrics): the design sends one per
     message to every process, not one per user.
 
-PostgreSQL at ``--pg-url`` (the database is dropped and created; default the bench's own
-``chat_mentions``) or SQLite in ``--out``. Everything listens on 127.0.0.1, ports from the OS.
+PostgreSQL at ``--pg-url`` (the database is dropped and created; default
+``chat_mentions_fanout``) or SQLite in ``--out``. Everything listens on 127.0.0.1, ports from the OS.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ async def main(args) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--db", choices=["sqlite", "postgres"], default="postgres")
-    p.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/chat_mentions")
+    p.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/chat_mentions_fanout")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     p.add_argument("--part", choices=["room", "redis", "both"], default="both")
     p.add_argument("--clients", type=int, default=1000)

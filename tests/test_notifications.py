@@ -116,6 +116,36 @@ class TestWhoIsNotified:
         assert not [q for q in queries.captured_queries if "chat_notification" in q["sql"]]
 
 
+    def test_the_rule_is_asked_again_when_storing_what_the_rendering_found(self, people):
+        """Those banned, removed or deactivated between the rendering and the store are not notified."""
+        ann, bob, cat = people
+        dan = make_user("dan")
+        room = make_room(owner=ann, slug="priv", private=True)
+        for user in (bob, cat, dan):
+            Membership.objects.create(room=room, user=user)
+        rendered = services.render_bodies([(room, "@bob @cat @dan")])[0]
+        assert rendered.mention_ids == {"bob": bob.pk, "cat": cat.pk, "dan": dan.pk}
+        access = rules.room_access(user=ann, room=room, door=rules.Door.API)
+        services.room_ban_set(access=access, actor=ann, user=bob)
+        Membership.objects.filter(room=room, user=cat).delete()
+        dan.is_active = False
+        dan.save(update_fields=["is_active"])
+        message = post(room, ann, "hello")
+        with transaction.atomic():
+            stored = services.notify_for_posted(messages=[message], mentioned={message.pk: rendered.mention_ids})
+        assert stored == [] and kinds(message) == {}
+
+    def test_a_batch_mentioning_many_stores_them_in_one_statement(self, people):
+        ann, bob, cat = people
+        room = make_room(owner=ann, slug="pub")
+        posts = [services.Post(room=room, author=ann, body=f"hi @{name} {i}", client_id=f"m-{next(_ids)}")
+                 for i, name in enumerate(["bob", "cat", "bob"])]
+        with CaptureQueriesContext(connection) as queries:
+            results = services.message_post_many(posts)
+        assert [kinds(message) for message, _created in results] == [{"bob": "mention"}, {"cat": "mention"},
+                                                                       {"bob": "mention"}]
+        assert len([q for q in queries.captured_queries if "chat_notification" in q["sql"]]) == 1
+
 @pytest.mark.django_db
 class TestReadState:
     def test_moving_the_read_position_reads_the_notifications_up_to_it(self, people):
