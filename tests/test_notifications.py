@@ -135,6 +135,18 @@ class TestWhoIsNotified:
             stored = services.notify_for_posted(messages=[message], mentioned={message.pk: rendered.mention_ids})
         assert stored == [] and kinds(message) == {}
 
+    def test_at_room_of_a_room_larger_than_one_insert_notifies_every_member(self, people, monkeypatch):
+        """The INSERT is split in chunks (SQLite allows 32,766 parameters a statement)."""
+        from chat.services import notifications
+
+        monkeypatch.setattr(notifications, "INSERT_CHUNK", 2)
+        ann, bob, cat = people
+        room = make_room(owner=ann, slug="pub")
+        members = [bob, cat] + [make_user(f"u{i}") for i in range(3)]
+        for user in members:
+            Membership.objects.create(room=room, user=user)
+        assert kinds(post(room, ann, "@room meeting")) == {user.username: "room" for user in members}
+
     def test_a_batch_mentioning_many_stores_them_in_one_statement(self, people):
         ann, bob, cat = people
         room = make_room(owner=ann, slug="pub")

@@ -46,7 +46,9 @@ class StoredNotification(NamedTuple):
     kind: str
     created_at: datetime
 
+
 ROOM_MENTION = "room"
+INSERT_CHUNK = 2000  # notification rows per INSERT (6 parameters each)
 _PRECEDENCE = {Kind.DM: 0, Kind.MENTION: 1, Kind.REPLY: 2, Kind.ROOM: 3}
 
 
@@ -122,7 +124,8 @@ def _insert(rows: list[tuple[int, int, str]], by_id: dict[int, Message]) -> list
     (rules.readers_sql) and has no notification of that message yet (an edit's); return
     those stored.
 
-    One statement, INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
+    One statement (per INSERT_CHUNK rows: an ``@room`` of a large room stays under SQLite's
+    32,766 parameters), INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
     rule is asked, the rows stored and their ids read in one round trip, under the rooms'
     locks; and Django's bulk_create would cost more Python than the INSERT costs the
     database (it prepares every field of every row, and makes a model instance of each).
@@ -130,23 +133,26 @@ def _insert(rows: list[tuple[int, int, str]], by_id: dict[int, Message]) -> list
     now = timezone.now()
     quote = connection.ops.quote_name
     readable, readable_params = rules.readers_sql(user="u", room="p.column3", private="p.column6")
-    params: list = [connection.ops.adapt_datetimefield_value(now)]
-    for message_id, user_id, kind in rows:
-        message = by_id[message_id]
-        params += (user_id, message_id, message.room_id, message.seq, kind, int(message.room.private))
-    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(rows))
-    sql = (
-        f"INSERT INTO {quote(Notification._meta.db_table)} (user_id, message_id, room_id, seq, kind, created_at)"
-        f" SELECT p.column1, p.column2, p.column3, p.column4, p.column5, %s"
-        f" FROM (VALUES {values}) AS p JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
-        f" WHERE {readable}"
-        # (user, message) is unique: an edit skips those notified before; the ids are matched
-        # by it below, whatever order RETURNING keeps.
-        f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params + readable_params)
-        stored = cursor.fetchall()
+    stored: list[tuple[int, int, int]] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        params: list = [connection.ops.adapt_datetimefield_value(now)]
+        for message_id, user_id, kind in chunk:
+            message = by_id[message_id]
+            params += (user_id, message_id, message.room_id, message.seq, kind, int(message.room.private))
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        sql = (
+            f"INSERT INTO {quote(Notification._meta.db_table)} (user_id, message_id, room_id, seq, kind, created_at)"
+            f" SELECT p.column1, p.column2, p.column3, p.column4, p.column5, %s"
+            f" FROM (VALUES {values}) AS p JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
+            f" WHERE {readable}"
+            # (user, message) is unique: an edit skips those notified before; the ids are
+            # matched by it below, whatever order RETURNING keeps (SQLite 3.35+ has RETURNING).
+            f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + readable_params)
+            stored += cursor.fetchall()
     kinds = {(message_id, user_id): kind for message_id, user_id, kind in rows}
     return [StoredNotification(pk, user_id, message_id, by_id[message_id], kinds[message_id, user_id], now)
             for pk, message_id, user_id in sorted(stored)]
