@@ -62,6 +62,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # read as a domain). Its html is one paragraph of the body as typed, so the common chat line
 # skips the parser; tests/test_formatting.py checks the output is the full pipeline's.
 _PLAIN = re.compile(r"[^\W\d_](?:[^\W_]|[ ,?'!:;()\"-]|\.(?![^\W_]))*")
+# The same with ``@`` allowed after the first character: no Markdown rule reads ``@`` either,
+# so such a line parses to one text token and its mentions are _MENTION's matches in it (the
+# common "thanks @ann" line skips the parser too; the same test checks it).
+_PLAIN_AT = re.compile(r"[^\W\d_](?:[^\W_]|[ ,?'!:;()\"@-]|\.(?![^\W_]))*")
 
 
 def _validate_link(url: str) -> bool:
@@ -180,12 +184,15 @@ class ParsedBody:
     call ``html(mentions=...)``.
     """
 
-    __slots__ = ("_tokens", "_plain", "mentions")
+    __slots__ = ("_tokens", "_plain", "_spans", "mentions")
 
-    def __init__(self, tokens: list[Token] | None, plain: str = ""):
+    def __init__(self, tokens: list[Token] | None, plain: str = "", spans: list[re.Match] | None = None):
         self._tokens = tokens
         self._plain = plain
+        self._spans = spans
         names: dict[str, None] = {}
+        for match in spans or ():
+            names.setdefault(match.group(1), None)
         for block in tokens or ():
             for token in block.children or ():
                 if token.type == "mention":
@@ -196,9 +203,25 @@ class ParsedBody:
     def html(self, *, mentions: Mentions = None) -> str:
         """Return the sanitized html; mentions render as spans only for names in ``mentions``."""
         if self._tokens is None:
-            return self._plain
+            if self._spans is None:
+                return self._plain
+            return _plain_with_mentions(self._plain, self._spans, mentions)
         env = {"mentions": mentions}
         return sanitize_html(_md.renderer.render(self._tokens, _md.options, env)).rstrip("\n")
+
+
+def _plain_with_mentions(body: str, spans: list[re.Match], known: Mentions) -> str:
+    """The html of a _PLAIN_AT line: what _render_mention and nh3 make of its one text token."""
+    parts, last = ["<p>"], 0
+    for match in spans:
+        name = match.group(1)
+        if known is not None and (known(name) if callable(known) else name in known):
+            parts.append(body[last : match.start()])
+            parts.append(f'<span class="mention" data-user="{name}">@{name}</span>')
+            last = match.end()
+    parts.append(body[last:])
+    parts.append("</p>")
+    return "".join(parts)
 
 
 def parse_markdown(body: str, *, emote: bool = False) -> ParsedBody:
@@ -207,6 +230,8 @@ def parse_markdown(body: str, *, emote: bool = False) -> ParsedBody:
     stay as they are)."""
     if body[-1:] not in ("", " ") and _PLAIN.fullmatch(body):
         return ParsedBody(None, f"<p><em>{body}</em></p>" if emote else f"<p>{body}</p>")
+    if not emote and "@" in body and body[-1:] != " " and _PLAIN_AT.fullmatch(body):
+        return ParsedBody(None, body, list(_MENTION.finditer(body)))
     if _SURROGATE.search(body):
         body = _SURROGATE.sub("\ufffd", body)
     tokens = _md.parse(body, {})

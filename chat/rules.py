@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -247,32 +248,56 @@ def check_reply(root: Message | None, *, room_id: int) -> Message:
     return root
 
 
-def users_who_see(names: dict[Room, set[str]]) -> dict[int, set[str]]:
-    """Of the usernames named for each room, those of active users who can read it: anyone
-    in a public room, members in a private one; not those banned from it. {room id: names}.
+def readers_sql(*, user: str, room: str, private: str) -> tuple[str, list]:
+    """The SQL condition "the user may read the room" and its parameters: ``user`` is the
+    alias of a row of the user table, ``room`` and ``private`` expressions for the room's id
+    and whether it is private (0 or 1).
 
-    A few queries whatever the number of rooms and names (the mention rendering of a batch).
+    PROTOCOL.md 7's "a user who can see the room", the one rule of who a mention or a
+    notification may reach: an active user, not banned from the room, and in a private room
+    a member. users_who_see() asks it before a transaction; the notifications' INSERT asks it
+    in the statement that stores them, under the rooms' locks (so a ban or removal that
+    committed first is seen).
     """
-    wanted = {name for group in names.values() for name in group}
-    if not wanted:
-        return {}
-    users = dict(get_user_model().objects.filter(username__in=wanted, is_active=True).values_list("username", "pk"))
-    if not users:
-        return {}
-    room_ids = [room.pk for room in names]
-    now = timezone.now()
-    banned = set(RoomBan.objects.filter(active_until_q(now), room_id__in=room_ids, user_id__in=users.values())
-                 .values_list("room_id", "user_id"))
-    private = [room.pk for room in names if room.private]
-    members = set(Membership.objects.filter(room_id__in=private, user_id__in=users.values())
-                  .values_list("room_id", "user_id")) if private else set()
-    seen: dict[int, set[str]] = {}
-    for room, group in names.items():
-        seen[room.pk] = {
-            name for name in group
-            if name in users and (room.pk, users[name]) not in banned
-            and (not room.private or (room.pk, users[name]) in members)
-        }
+    tables = {model: connection.ops.quote_name(model._meta.db_table) for model in (Membership, RoomBan)}
+    sql = (
+        f"{user}.is_active"
+        f" AND NOT EXISTS (SELECT 1 FROM {tables[RoomBan]} x WHERE x.room_id = {room}"
+        f" AND x.user_id = {user}.id AND (x.until IS NULL OR x.until > %s))"
+        f" AND ({private} = 0 OR EXISTS (SELECT 1 FROM {tables[Membership]} m"
+        f" WHERE m.room_id = {room} AND m.user_id = {user}.id))"
+    )
+    return sql, [connection.ops.adapt_datetimefield_value(timezone.now())]
+
+
+def users_who_see(pairs: Collection[tuple[Room, int | str]]) -> dict[tuple[int, int | str], int]:
+    """Of the (room, user) pairs, the user given by id or by username, those where the user
+    may read the room (readers_sql()). {(room id, the id or name given): user id}.
+
+    One query per kind of key (per 2,000 pairs), in SQL written out as room_access_many's
+    (the rendering of every batch that names someone asks it).
+    """
+    seen: dict[tuple[int, int | str], int] = {}
+    if not pairs:
+        return seen
+    by_kind: dict[str, list[tuple[Room, int | str]]] = {}
+    for room, key in pairs:
+        by_kind.setdefault("username" if isinstance(key, str) else "id", []).append((room, key))
+    users = connection.ops.quote_name(get_user_model()._meta.db_table)
+    readable, readable_params = readers_sql(user="u", room="p.column1", private="p.column3")
+    for column, wanted in by_kind.items():
+        for start in range(0, len(wanted), 2000):
+            chunk = wanted[start : start + 2000]
+            values = ", ".join(["(%s, %s, %s)"] * len(chunk))
+            sql = (
+                f"SELECT p.column1, p.column2, u.id FROM (VALUES {values}) AS p"
+                f" JOIN {users} u ON u.{connection.ops.quote_name(column)} = p.column2 WHERE {readable}"
+            )
+            params = [value for room, key in chunk for value in (room.pk, key, int(room.private))] + readable_params
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                for room_id, key, user_id in cursor.fetchall():
+                    seen[room_id, key] = user_id
     return seen
 
 

@@ -343,6 +343,23 @@ def test_plain_lines_skip_the_parser_with_the_same_html(body):
     assert render_markdown(body) == full_pipeline(body)
 
 
+def full_pipeline_with(body: str, mentions: set[str]) -> str:
+    md = formatting._md
+    return sanitize_html(md.renderer.render(md.parse(body, {}), md.options, {"mentions": mentions})).rstrip("\n")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="aZé0٣ ,?'!.:;()\"-~@", max_size=40) | st.from_regex(r"[a-z]{1,6}( [a-z]{1,4})* @[a-zé0.-]{1,6}[ ,.!]?"))
+def test_plain_lines_with_mentions_skip_the_parser_with_the_same_html_and_mentions(body):
+    """The shortcut for markup-free lines holding ``@name`` renders and finds what the parser does."""
+    names = set(re.findall(r"@([\w.+-]+)", body)) | {"a", "Z"}
+    names |= {name.rstrip(".-") for name in names}
+    parsed = parse_markdown(body)
+    reference = parse_markdown(body + "\n\n*x*") if parsed._tokens is None else parsed  # forced through the parser
+    assert parsed.html(mentions=names) == full_pipeline_with(body, names)
+    assert parsed.mentions == reference.mentions
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.text(alphabet="ax.:/@-_ \nhtpsmilo", max_size=40)
        | st.from_regex(r"[a-z]{0,4}(https?://|mailto:|www\.)?[a-z]{1,5}(@[a-z]{1,4})?\.[a-z]{2,4}[a-z./:]{0,5}"))

@@ -116,6 +116,48 @@ class TestWhoIsNotified:
         assert not [q for q in queries.captured_queries if "chat_notification" in q["sql"]]
 
 
+    def test_the_rule_is_asked_again_when_storing_what_the_rendering_found(self, people):
+        """Those banned, removed or deactivated between the rendering and the store are not notified."""
+        ann, bob, cat = people
+        dan = make_user("dan")
+        room = make_room(owner=ann, slug="priv", private=True)
+        for user in (bob, cat, dan):
+            Membership.objects.create(room=room, user=user)
+        rendered = services.render_bodies([(room, "@bob @cat @dan")])[0]
+        assert rendered.mention_ids == {"bob": bob.pk, "cat": cat.pk, "dan": dan.pk}
+        access = rules.room_access(user=ann, room=room, door=rules.Door.API)
+        services.room_ban_set(access=access, actor=ann, user=bob)
+        Membership.objects.filter(room=room, user=cat).delete()
+        dan.is_active = False
+        dan.save(update_fields=["is_active"])
+        message = post(room, ann, "hello")
+        with transaction.atomic():
+            stored = services.notify_for_posted(messages=[message], mentioned={message.pk: rendered.mention_ids})
+        assert stored == [] and kinds(message) == {}
+
+    def test_at_room_of_a_room_larger_than_one_insert_notifies_every_member(self, people, monkeypatch):
+        """The INSERT is split in chunks (SQLite allows 32,766 parameters a statement)."""
+        from chat.services import notifications
+
+        monkeypatch.setattr(notifications, "INSERT_CHUNK", 2)
+        ann, bob, cat = people
+        room = make_room(owner=ann, slug="pub")
+        members = [bob, cat] + [make_user(f"u{i}") for i in range(3)]
+        for user in members:
+            Membership.objects.create(room=room, user=user)
+        assert kinds(post(room, ann, "@room meeting")) == {user.username: "room" for user in members}
+
+    def test_a_batch_mentioning_many_stores_them_in_one_statement(self, people):
+        ann, bob, cat = people
+        room = make_room(owner=ann, slug="pub")
+        posts = [services.Post(room=room, author=ann, body=f"hi @{name} {i}", client_id=f"m-{next(_ids)}")
+                 for i, name in enumerate(["bob", "cat", "bob"])]
+        with CaptureQueriesContext(connection) as queries:
+            results = services.message_post_many(posts)
+        assert [kinds(message) for message, _created in results] == [{"bob": "mention"}, {"cat": "mention"},
+                                                                       {"bob": "mention"}]
+        assert len([q for q in queries.captured_queries if "chat_notification" in q["sql"]]) == 1
+
 @pytest.mark.django_db
 class TestReadState:
     def test_moving_the_read_position_reads_the_notifications_up_to_it(self, people):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
 from . import attachments
 from .log import log_message_delete
-from .notifications import notify_for_posted
+from .notifications import ROOM_MENTION, notify_for_posted
 from .rooms import room_update
 
 _PRUNE_EVERY = 100
@@ -58,17 +58,23 @@ def validate_client_id(client_id: str) -> str:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A valid body with its html and the usernames it mentions (those rendered as mentions)."""
+    """A valid body with its html and the usernames it mentions (those rendered as mentions).
+
+    ``mention_ids`` maps each of ``mentions`` to its user's id and ``room_mention`` says the
+    body writes ``@room``: what notify_for_posted() needs, so the body is parsed once.
+    """
 
     body: str
     html: str
     mentions: list[str]
+    mention_ids: dict[str, int] = field(default_factory=dict)
+    room_mention: bool = False
 
 
 def render_bodies(items: Sequence[tuple[Room, str | commands.Text]]) -> list[Rendered]:
     """Render each (room, valid body): Markdown to sanitized html, ``@name`` as a mention
-    only for users who can read that room (rules.users_who_see: queries only when some body
-    names someone). A body given as commands.Text is stored as its ``body`` and rendered
+    only for users who can read that room (rules.users_who_see: one query, only when some
+    body names someone). A body given as commands.Text is stored as its ``body`` and rendered
     from its ``markdown`` (in italics for a /me).
 
     Runs before the storing transaction, so its CPU time holds no lock; the doors call it
@@ -76,15 +82,15 @@ def render_bodies(items: Sequence[tuple[Room, str | commands.Text]]) -> list[Ren
     """
     texts = [body if isinstance(body, commands.Text) else commands.Text(body, body) for _room, body in items]
     parsed = [parse_markdown(text.markdown, emote=text.emote) for text in texts]
-    names: dict[Room, set[str]] = {}
-    for (room, _body), body_parsed in zip(items, parsed):
-        if body_parsed.mentions:
-            names.setdefault(room, set()).update(body_parsed.mentions)
-    seen = rules.users_who_see(names) if names else {}
+    named = {(room, name) for (room, _body), body_parsed in zip(items, parsed) for name in body_parsed.mentions}
+    seen = rules.users_who_see(named) if named else {}
     rendered = []
     for (room, _body), text, body_parsed in zip(items, texts, parsed):
-        visible = [name for name in body_parsed.mentions if name in seen.get(room.pk, ())]
-        rendered.append(Rendered(body=text.body, html=body_parsed.html(mentions=visible), mentions=visible))
+        ids = {name: seen[room.pk, name] for name in body_parsed.mentions if (room.pk, name) in seen}
+        rendered.append(Rendered(
+            body=text.body, html=body_parsed.html(mentions=ids), mentions=list(ids), mention_ids=ids,
+            room_mention=ROOM_MENTION in body_parsed.mentions,
+        ))
     return rendered
 
 
@@ -453,6 +459,8 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
     notify_for_posted(
         messages=messages,
         reply_roots={stored[i].pk: root.author_id for i, _room, _rendered, root in accepted if root is not None},
+        mentioned={stored[i].pk: rendered.mention_ids for i, _room, rendered, _root in accepted if rendered.mention_ids},
+        room_mentions={stored[i].pk for i, _room, rendered, _root in accepted if rendered.room_mention},
     )
     for room_id, items in by_room.items():
         seqs = [stored[item[0]].seq for item in items]
@@ -524,7 +532,8 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
         selectors.reactions_attach([message])
         _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
         # Those the edit newly mentions (the unique constraint keeps one per user and message).
-        notify_for_posted(messages=[message])
+        notify_for_posted(messages=[message], mentioned={message.pk: rendered.mention_ids},
+                          room_mentions={message.pk} if rendered.room_mention else ())
     return message
 
 

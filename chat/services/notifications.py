@@ -22,19 +22,35 @@ from __future__ import annotations
 
 import functools
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import NamedTuple
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .. import protocol, realtime, rules
-from ..formatting import mentioned_usernames
-from ..models import Membership, Message, Notification, Room, RoomBan, UserPreferences, active_until_q
+from ..models import Membership, Message, Notification, Room, UserPreferences
 from .digests import digests_schedule
 
 Kind = Notification.Kind
+
+
+class StoredNotification(NamedTuple):
+    """A notification just stored, as notifications_deliver() reads it (as it reads a
+    Notification with its ``message`` loaded)."""
+
+    pk: int
+    user_id: int
+    message_id: int
+    message: Message
+    kind: str
+    created_at: datetime
+
+
 ROOM_MENTION = "room"
+INSERT_CHUNK = 2000  # notification rows per INSERT (6 parameters each)
 _PRECEDENCE = {Kind.DM: 0, Kind.MENTION: 1, Kind.REPLY: 2, Kind.ROOM: 3}
 
 
@@ -48,82 +64,124 @@ def _dm_other(room: Room, author_id: int) -> int | None:
 
 
 def notify_for_posted(
-    *, messages: Sequence[Message], reply_roots: dict[int, int] | None = None
-) -> list[Notification]:
+    *,
+    messages: Sequence[Message],
+    reply_roots: dict[int, int] | None = None,
+    mentioned: dict[int, dict[str, int]] | None = None,
+    room_mentions: Collection[int] = (),
+) -> list[StoredNotification]:
     """Store the notifications ``messages`` (just posted, or just edited) make; deliver them,
     and schedule the email digests of the users who are away, once the transaction commits.
 
     Should be called inside the transaction that stores the messages, holding their rooms'
     locks (message_post_many, message_edit): a notification exists exactly when its message
-    does. Each message needs ``room`` and ``author`` loaded. ``reply_roots`` maps a message's
-    id to the author id of the message it replies to (the replies' path passes it; the author
-    of the root is notified with kind ``reply``). A batch without ``@``, DM rooms or replies
-    costs no query.
+    does. Each message needs ``room`` and ``author`` loaded. What the bodies say comes from
+    their rendering (services.messages.render_bodies, which parsed them once):
+    ``mentioned`` maps a message's id to the {username: user id} it renders as mentions,
+    ``room_mentions`` holds the ids of the messages whose body writes ``@room``.
+    ``reply_roots`` maps a message's id to the author id of the message it replies to (the
+    author of the root is notified with kind ``reply``).
+
+    Whether each user may still read the room is asked again here, under the locks, in the
+    INSERT itself (rules.readers_sql). A batch that notifies nobody costs no query; one that
+    does, that one statement, and two more with ``@room`` (the author's role, the members).
     """
     reply_roots = reply_roots or {}
+    mentioned = mentioned or {}
     wanted: dict[int, dict[int, str]] = {}  # message id -> {user id: kind}
-    names: dict[int, list[str]] = {}
+    by_id: dict[int, Message] = {}
     for message in messages:
         if message.deleted:
             continue
-        found = mentioned_usernames(message.body)
-        if found:
-            names[message.pk] = found
         targets: dict[int, str] = {}
         other = _dm_other(message.room, message.author_id)
         if other is not None:
             targets[other] = Kind.DM
+        for user_id in mentioned.get(message.pk, {}).values():
+            targets.setdefault(user_id, Kind.MENTION)
         if reply_roots.get(message.pk) is not None:
             targets.setdefault(reply_roots[message.pk], Kind.REPLY)
-        if targets or found:
+        targets.pop(message.author_id, None)
+        if targets or message.pk in room_mentions:
             wanted[message.pk] = targets
+            by_id[message.pk] = message
     if not wanted:
         return []
-    by_id = {m.pk: m for m in messages}
-    _add_mentions(by_id, names, wanted)
-    candidates = {(by_id[mid].room_id, uid) for mid, targets in wanted.items() for uid in targets}
-    visible = _who_can_see(candidates, rooms={by_id[mid].room for mid in wanted})
-    existing = set(
-        Notification.objects.filter(message_id__in=list(wanted)).values_list("message_id", "user_id")
-    ) if any(by_id[mid].edited_at is not None for mid in wanted) else set()
-    rows = []
-    for message_id, targets in wanted.items():
-        message = by_id[message_id]
-        for user_id, kind in targets.items():
-            if user_id == message.author_id or (message.room_id, user_id) not in visible:
-                continue
-            if (message_id, user_id) in existing:
-                continue
-            rows.append(Notification(user_id=user_id, message=message, room_id=message.room_id, seq=message.seq, kind=kind))
-    if not rows:
-        return []
-    created = Notification.objects.bulk_create(rows)
-    # robust: the messages are stored whatever happens to their delivery (logged, not raised).
-    transaction.on_commit(lambda: notifications_deliver(created), robust=True)
+    _add_room_mentions(by_id, [mid for mid in wanted if mid in room_mentions], mentioned, wanted)
+    rows = [
+        (message_id, user_id, kind)
+        for message_id, targets in wanted.items()
+        for user_id, kind in targets.items()
+        if user_id != by_id[message_id].author_id
+    ]
+    created = _insert(rows, by_id) if rows else []
+    if created:
+        # robust: the messages are stored whatever happens to their delivery (logged, not raised).
+        transaction.on_commit(lambda: notifications_deliver(created), robust=True)
     return created
 
 
-def _add_mentions(by_id: dict[int, Message], names: dict[int, list[str]], wanted: dict[int, dict[int, str]]) -> None:
-    """Add the users the ``@names`` of each message name (``@room`` when the author may)."""
-    if not names:
+def _insert(rows: list[tuple[int, int, str]], by_id: dict[int, Message]) -> list[StoredNotification]:
+    """Store the (message id, user id, kind) rows whose user may read the message's room
+    (rules.readers_sql) and has no notification of that message yet (an edit's); return
+    those stored.
+
+    One statement (per INSERT_CHUNK rows: an ``@room`` of a large room stays under SQLite's
+    32,766 parameters), INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
+    rule is asked, the rows stored and their ids read in one round trip, under the rooms'
+    locks; and Django's bulk_create would cost more Python than the INSERT costs the
+    database (it prepares every field of every row, and makes a model instance of each).
+    """
+    now = timezone.now()
+    quote = connection.ops.quote_name
+    readable, readable_params = rules.readers_sql(user="u", room="p.column3", private="p.column6")
+    stored: list[tuple[int, int, int]] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        params: list = [connection.ops.adapt_datetimefield_value(now)]
+        for message_id, user_id, kind in chunk:
+            message = by_id[message_id]
+            params += (user_id, message_id, message.room_id, message.seq, kind, int(message.room.private))
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        sql = (
+            f"INSERT INTO {quote(Notification._meta.db_table)} (user_id, message_id, room_id, seq, kind, created_at)"
+            f" SELECT p.column1, p.column2, p.column3, p.column4, p.column5, %s"
+            f" FROM (VALUES {values}) AS p JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
+            f" WHERE {readable}"
+            # (user, message) is unique: an edit skips those notified before; the ids are
+            # matched by it below, whatever order RETURNING keeps (SQLite 3.35+ has RETURNING).
+            f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + readable_params)
+            stored += cursor.fetchall()
+    kinds = {(message_id, user_id): kind for message_id, user_id, kind in rows}
+    return [StoredNotification(pk, user_id, message_id, by_id[message_id], kinds[message_id, user_id], now)
+            for pk, message_id, user_id in sorted(stored)]
+
+
+def _add_room_mentions(
+    by_id: dict[int, Message], ids: list[int], mentioned: dict[int, dict[str, int]], wanted: dict[int, dict[int, str]]
+) -> None:
+    """Add every member of the room to the targets of the messages ``ids`` (whose body
+    writes ``@room``) whose author may mention the room; from anyone else ``@room`` names
+    the user called "room", if the rendering found one."""
+    if not ids:
         return
-    all_names = {name for found in names.values() for name in found}
-    users = dict(get_user_model().objects.filter(username__in=all_names, is_active=True).values_list("username", "pk"))
-    room_callers = [by_id[mid] for mid, found in names.items() if ROOM_MENTION in found]
-    may_mention_room = _may_mention_room(room_callers) if room_callers else set()
+    may_mention_room = _may_mention_room([by_id[mid] for mid in ids])
     room_members: dict[int, list[int]] = {}
     if may_mention_room:
         rooms = {by_id[mid].room_id for mid in may_mention_room}
         for room_id, user_id in Membership.objects.filter(room_id__in=rooms).values_list("room_id", "user_id"):
             room_members.setdefault(room_id, []).append(user_id)
-    for message_id, found in names.items():
-        targets = wanted.setdefault(message_id, {})
-        for name in found:
-            if name == ROOM_MENTION and message_id in may_mention_room:
-                for user_id in room_members.get(by_id[message_id].room_id, ()):
-                    _better(targets, user_id, Kind.ROOM)
-            elif name in users:
-                _better(targets, users[name], Kind.MENTION)
+    for message_id in may_mention_room:
+        message, targets = by_id[message_id], wanted[message_id]
+        named_room = mentioned.get(message_id, {}).get(ROOM_MENTION)
+        if named_room is not None and targets.get(named_room) == Kind.MENTION:
+            del targets[named_room]  # honoured as @room, not as that user's name
+        for user_id in room_members.get(message.room_id, ()):
+            if user_id != message.author_id:
+                _better(targets, user_id, Kind.ROOM)
 
 
 def _better(targets: dict[int, str], user_id: int, kind: str) -> None:
@@ -144,29 +202,7 @@ def _may_mention_room(messages: list[Message]) -> set[int]:
     return {m.pk for m in messages if (m.room_id, m.author_id) in roles or rules.is_site_moderator(m.author)}
 
 
-def _who_can_see(pairs: set[tuple[int, int]], *, rooms: set[Room]) -> set[tuple[int, int]]:
-    """The (room id, user id) of ``pairs`` where the user may read the room: a member of a
-    private room, anyone in a public one; an active user, not banned from it."""
-    if not pairs:
-        return set()
-    room_ids = {r for r, _ in pairs}
-    user_ids = {u for _, u in pairs}
-    private = {room.pk for room in rooms if room.private}
-    members = set(
-        Membership.objects.filter(room_id__in=private, user_id__in=user_ids).values_list("room_id", "user_id")
-    ) if private else set()
-    banned = set(
-        RoomBan.objects.filter(active_until_q(timezone.now()), room_id__in=room_ids, user_id__in=user_ids)
-        .values_list("room_id", "user_id")
-    )
-    active = set(get_user_model().objects.filter(pk__in=user_ids, is_active=True).values_list("pk", flat=True))
-    return {
-        (room_id, user_id) for room_id, user_id in pairs
-        if user_id in active and (room_id, user_id) not in banned and (room_id not in private or (room_id, user_id) in members)
-    }
-
-
-def notifications_deliver(notifications: Sequence[Notification]) -> None:
+def notifications_deliver(notifications: Sequence[Notification | StoredNotification]) -> None:
     """Send each committed notification to every open socket of its user, then schedule
     the email digests of those who have none (chat.services.digests).
 
