@@ -9,6 +9,7 @@ from .. import protocol
 from ..protocol import ChatError
 from . import live, uploads, views
 from . import moderation, notifications
+from . import subscriptions
 
 
 @extend_schema(exclude=True)
@@ -44,6 +45,11 @@ v1 = [
     path("notifications/", notifications.NotificationsView.as_view(), name="api-notifications"),
     path("notifications/read/", notifications.NotificationsReadView.as_view(), name="api-notifications-read"),
     path("me/", notifications.MeView.as_view(), name="api-me"),
+    path("rooms/<str:slug>/subscriptions/", subscriptions.RoomSubscriptionsView.as_view(), name="api-room-subscriptions"),
+    path("rooms/<str:slug>/subscriptions/<int:subscription_id>/", subscriptions.RoomSubscriptionView.as_view(),
+         name="api-room-subscription"),
+    path("rooms/<str:slug>/subscriptions/<int:subscription_id>/deliveries/",
+         subscriptions.RoomSubscriptionDeliveriesView.as_view(), name="api-room-subscription-deliveries"),
 ]
 
 urlpatterns = [
