@@ -71,9 +71,7 @@ def address_problem(ip: Address) -> str | None:
     """
     inner = _embedded_ipv4(ip)
     if inner is not None:
-        problem = address_problem(inner)
-        if problem is not None:
-            return problem
+        return address_problem(inner)  # the IPv4 address inside is where the packets go
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
@@ -82,10 +80,10 @@ def address_problem(ip: Address) -> str | None:
         return "a link-local address"
     if ip.is_multicast:
         return "a multicast address"
-    if ip.is_private:
-        return "a private address"
     if ip.is_reserved:
         return "a reserved address"
+    if ip.is_private:
+        return "a private address"
     if not ip.is_global:
         return "an address that is not public"
     return None

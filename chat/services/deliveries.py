@@ -133,7 +133,7 @@ def _claim(subscription_id: int, token: str) -> Subscription | None:
             # this look at its lease's end takes over.
             subscription_deliver.using(run_after=subscription.lease_until + timedelta(seconds=1)).enqueue(subscription_id)
             return None
-        if subscription.retry_at is not None and subscription.retry_at > now + timedelta(seconds=0.2):
+        if subscription.retry_at is not None and subscription.retry_at > now:
             return None  # the retry's task, enqueued with it, delivers then
         subscription.pending = False
         subscription.lease_until, subscription.lease_token, subscription.retry_at = now + _lease(), token, None
