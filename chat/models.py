@@ -452,7 +452,10 @@ class Subscription(models.Model):
     paused_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["room", "pk"]
+        # By id only: ordering by "room" would join the room's row into every query, and
+        # into the row locks the delivery takes (chat.services.deliveries).
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["room", "paused_at"], name="subscription_room_paused")]
 
     def __str__(self) -> str:
         return f"{self.room_id} -> {self.url}"

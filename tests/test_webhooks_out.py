@@ -162,7 +162,15 @@ def test_real_workers_deliver_every_event_in_order_through_retries(receiver, tmp
         subscription = subscribe(room, ann, receiver.url)
         for i in range(8):
             post(room, ann, f"m{i}")
-        wait_for(lambda: len(receiver.delivered()) >= 8, 30, "eight deliveries")
+        try:
+            wait_for(lambda: len(receiver.delivered()) >= 8, 30, "eight deliveries")
+        except RuntimeError:
+            received = [(r.frame["seq"], r.answered) for r in receiver.all()]
+            from django_tasks_db.models import DBTaskResult
+            state = list(Subscription.objects.values())
+            tasks = list(DBTaskResult.objects.values("status", "run_after", "return_value", "enqueued_at", "started_at"))
+            raise AssertionError(f"{received}\n{state}\n{OutboxEvent.objects.count()} {DeliveryAttempt.objects.count()}\n{tasks}\n"
+                                 + "\n".join(w.log_text(5000) for w in workers)) from None
         assert seqs(receiver.delivered()) == list(range(1, 9))
         everything = seqs(receiver.all())
         assert everything[:3] == [1, 1, 1] and everything == sorted(everything)

@@ -123,8 +123,10 @@ def _claim(subscription_id: int, token: str) -> Subscription | None:
     worker's, or waiting for a retry."""
     now = timezone.now()
     with transaction.atomic():
+        # "of" and no ordering: the row alone, never its room's (which every post in it locks).
         subscription = (
-            Subscription.objects.select_for_update(skip_locked=True).filter(pk=subscription_id, paused_at__isnull=True).first()
+            Subscription.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk=subscription_id, paused_at__isnull=True).order_by().first()
         )
         if subscription is None:
             return None
@@ -145,7 +147,7 @@ def _release(subscription: Subscription, token: str) -> bool:
     """Let go of the lease; return True instead if ``pending`` was set meanwhile (the caller
     reads the outbox again, still holding the lease)."""
     with transaction.atomic():
-        fresh = Subscription.objects.select_for_update().filter(pk=subscription.pk, lease_token=token).first()
+        fresh = Subscription.objects.select_for_update(of=("self",)).filter(pk=subscription.pk, lease_token=token).order_by().first()
         if fresh is None:
             return False
         if fresh.pending:
