@@ -12,11 +12,12 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import socket
+import threading
 import time
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from chat import protocol, rules, services
@@ -394,3 +395,35 @@ def test_moderators_of_the_room_receive_nothing_private(webhooks, receiver):
     assert deliver(subscription) == 1
     (got,) = receiver.delivered()
     assert got.frame["message"]["body"] == "here"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_post_in_progress_does_not_stop_the_delivery(webhooks, receiver):
+    """The claim locks the subscription's row alone, never its room's (which a post in the
+    room holds until it commits): with the room locked, the worker still delivers."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no row locks: its write lock queues the claim behind any post, by design")
+    ann = make_user("ann")
+    room = make_room(owner=ann)
+    subscription = subscribe(room, ann, receiver.url)
+    post(room, ann)
+    locked, release = threading.Event(), threading.Event()
+
+    def holder():
+        try:
+            with transaction.atomic():
+                rules.room_access(user=ann, room_id=room.pk, door=rules.Door.API, lock=True)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    holding = threading.Thread(target=holder)
+    holding.start()
+    try:
+        assert locked.wait(10)
+        assert deliver(subscription) == 1
+    finally:
+        release.set()
+        holding.join(10)
+    assert seqs(receiver.delivered()) == [1]
