@@ -16,9 +16,12 @@ import threading
 import time
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django_tasks_db.models import DBTaskResult
 
 from chat import protocol, rules, services
 from chat.models import DeliveryAttempt, Membership, OutboxEvent, Room, RoomEvent, Subscription
@@ -167,7 +170,6 @@ def test_real_workers_deliver_every_event_in_order_through_retries(receiver, tmp
             wait_for(lambda: len(receiver.delivered()) >= 8, 30, "eight deliveries")
         except RuntimeError:
             received = [(r.frame["seq"], r.answered) for r in receiver.all()]
-            from django_tasks_db.models import DBTaskResult
             state = list(Subscription.objects.values())
             tasks = list(DBTaskResult.objects.values("status", "run_after", "return_value", "enqueued_at", "started_at"))
             raise AssertionError(f"{received}\n{state}\n{OutboxEvent.objects.count()} {DeliveryAttempt.objects.count()}\n{tasks}\n"
@@ -427,3 +429,22 @@ def test_a_post_in_progress_does_not_stop_the_delivery(webhooks, receiver):
         release.set()
         holding.join(10)
     assert seqs(receiver.delivered()) == [1]
+
+
+@pytest.mark.django_db
+def test_staff_see_subscriptions_and_attempts_in_the_admin_and_remove_them(webhooks, receiver):
+    ann = make_user("ann")
+    room = make_room(owner=ann, slug="adm")
+    subscription = subscribe(room, ann, receiver.url)
+    post(room, ann)
+    deliver(subscription)
+    staff = Client()
+    staff.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    page = staff.get(f"/admin/chat/subscription/{subscription.pk}/change/")
+    assert page.status_code == 200 and receiver.url in page.text and "1 attempts" in page.text
+    assert subscription.secret not in page.text
+    attempts = staff.get(f"/admin/chat/deliveryattempt/?subscription__id__exact={subscription.pk}")
+    assert attempts.status_code == 200 and "200" in attempts.text
+    staff.post("/admin/chat/subscription/", {"action": "remove", "_selected_action": [subscription.pk]})
+    assert not Subscription.objects.exists()
+    assert Room.objects.get(pk=room.pk).subscriptions_active == 0

@@ -93,7 +93,9 @@ def subscriptions_wake(*, room_id: int) -> int:
     """Enqueue a delivery for each active subscription of the room that has none coming
     (``pending`` false); return how many were enqueued. Runs after the events committed."""
     enqueued = 0
-    ids = Subscription.objects.filter(room_id=room_id, paused_at__isnull=True, pending=False).values_list("pk", flat=True)
+    ids = list(
+        Subscription.objects.filter(room_id=room_id, paused_at__isnull=True, pending=False).values_list("pk", flat=True)
+    )
     for subscription_id in ids:
         with transaction.atomic():
             # Of two wakes at once, one enqueues; the flag and the task commit together.
