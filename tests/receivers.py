@@ -2,7 +2,8 @@
 
 It keeps every request (path, headers, raw body) and answers from a script: a list of
 answers used one per request (an int status, ``("redirect", status, location)``, or
-``("sleep", seconds)`` to hang), then ``default`` for ever after.
+``("sleep", seconds)`` to hang), then ``default`` for ever after. ``on_request``, if set, is
+called with each request before it is answered.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    on_request: object = None
 
     @property
     def url(self) -> str:
@@ -69,6 +71,8 @@ class Receiver:
             def do_POST(self):  # noqa: N802 (http.server's name)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 record = Received(self.path, {k: v for k, v in self.headers.items()}, body)
+                if receiver.on_request is not None:
+                    receiver.on_request(record)
                 answer = receiver._next_answer()
                 status, location = answer, None
                 if isinstance(answer, tuple) and answer[0] == "sleep":

@@ -448,3 +448,25 @@ def test_staff_see_subscriptions_and_attempts_in_the_admin_and_remove_them(webho
     staff.post("/admin/chat/subscription/", {"action": "remove", "_selected_action": [subscription.pk]})
     assert not Subscription.objects.exists()
     assert Room.objects.get(pk=room.pk).subscriptions_active == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_subscription_deleted_during_a_delivery_stops_it(webhooks, receiver):
+    ann = make_user("ann")
+    room = make_room(owner=ann)
+    subscription = subscribe(room, ann, receiver.url)
+    for i in range(3):
+        post(room, ann, f"m{i}")
+
+    def delete_it(_request):
+        try:
+            access = rules.room_access(user=ann, room=room, door=rules.Door.API)
+            services.subscription_delete(access=access, actor=ann, subscription_id=subscription.pk)
+        finally:
+            connection.close()
+
+    receiver.on_request = delete_it
+    assert deliver(subscription) == 0
+    assert seqs(receiver.all()) == [1]
+    assert not Subscription.objects.exists() and not DeliveryAttempt.objects.exists()
+    assert not OutboxEvent.objects.exists()

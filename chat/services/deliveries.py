@@ -37,7 +37,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Min, Q
 from django.utils import timezone
 from django_tasks import task
@@ -106,7 +106,10 @@ def deliveries_run(*, subscription_id: int) -> int:
             return delivered
         for event in events:
             started = timezone.now()
-            if not _attempt(subscription, event):
+            ok = _attempt(subscription, event)
+            if ok is None:
+                return delivered  # deleted meanwhile
+            if not ok:
                 _failed(subscription, token, started=started)
                 return delivered
             moved = Subscription.objects.filter(pk=subscription.pk, lease_token=token).update(
@@ -160,8 +163,9 @@ def _release(subscription: Subscription, token: str) -> bool:
     return False
 
 
-def _attempt(subscription: Subscription, event: OutboxEvent) -> bool:
-    """POST ``event`` to the subscription, record the attempt; return whether it was delivered."""
+def _attempt(subscription: Subscription, event: OutboxEvent) -> bool | None:
+    """POST ``event`` to the subscription, record the attempt; return whether it was delivered
+    (None: the subscription was deleted meanwhile, so the attempt has nowhere to go)."""
     body = event.frame.encode()
     headers = {
         "Content-Type": "application/json",
@@ -172,11 +176,16 @@ def _attempt(subscription: Subscription, event: OutboxEvent) -> bool:
     }
     started = time.monotonic()
     answer = client.post(subscription.url, body, headers, timeout=settings.CHAT_WEBHOOK_TIMEOUT)
-    attempt = DeliveryAttempt.objects.create(
-        subscription_id=subscription.pk, seq=event.seq, event_type=event.type, delivery_id=headers["X-Chat-Delivery"],
-        status_code=answer.status, error=answer.error[:300] if answer.error else ("" if answer.ok else f"HTTP {answer.status}"),
-        ok=answer.ok, duration_ms=round((time.monotonic() - started) * 1000),
-    )
+    try:
+        with transaction.atomic():
+            attempt = DeliveryAttempt.objects.create(
+                subscription_id=subscription.pk, seq=event.seq, event_type=event.type,
+                delivery_id=headers["X-Chat-Delivery"], status_code=answer.status,
+                error=answer.error[:300] if answer.error else ("" if answer.ok else f"HTTP {answer.status}"),
+                ok=answer.ok, duration_ms=round((time.monotonic() - started) * 1000),
+            )
+    except IntegrityError:  # the subscription is gone (its foreign key refuses the row)
+        return None
     if attempt.pk % 100 == 0:
         DeliveryAttempt.objects.filter(
             subscription_id=subscription.pk, created_at__lt=timezone.now() - timedelta(days=ATTEMPTS_KEPT_DAYS)
