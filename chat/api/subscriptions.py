@@ -90,7 +90,9 @@ class RoomSubscriptionsView(APIView):
         operation_id="rooms_subscriptions_create",
         parameters=[SLUG],
         request=SubscriptionCreateSerializer,
-        examples=[OpenApiExample("CI", value={"url": "https://ci.example.com/chat-hook"}, request_only=True)],
+        # An address literal (TEST-NET-3, refused as not public): the schema's fuzz tests send
+        # the examples, and a host name would make them look it up in the DNS.
+        examples=[OpenApiExample("CI", value={"url": "https://203.0.113.7/chat-hook"}, request_only=True)],
         responses={201: SubscriptionCreatedSerializer, **errors(400, 401, 403, 404, 503)},
         description="Subscribe a URL to every room event from now on: each is POSTed as the socket frame's "
         "JSON with X-Chat-Event, X-Chat-Delivery and X-Chat-Signature (sha256=HMAC of the body with `secret`, "
