@@ -27,6 +27,7 @@ from django.utils.text import Truncator
 
 from . import rules, services
 from .models import Membership, Message, ModerationLog, Mute, Reaction, Report, Room, RoomBan, SiteBan, active_until_q
+from .models import DeliveryAttempt, Subscription
 from .protocol import ChatError
 
 User = get_user_model()
@@ -621,3 +622,45 @@ class IncomingWebhookAdmin(ModeratorAdmin):
     def revoke(self, request, queryset):
         self.run(request, queryset, lambda hook: services.webhook_revoke(
             webhook_id=hook.pk, actor=request.user, door=rules.Door.ADMIN), done="Revoked")
+# --- outgoing webhooks (PROTOCOL.md 9) ------------------------------------------------------
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ModeratorAdmin):
+    """Read-only, with a link to its attempts; removed by an action calling the service (the
+    secret is never shown)."""
+
+    list_display = ["pk", "room", "url", "created_by", "created_at", "delivered_seq", "paused_at", "failing_since"]
+    list_filter = [("paused_at", admin.EmptyFieldListFilter)]
+    search_fields = ["url", "room__slug"]
+    list_select_related = ["room", "created_by"]
+    readonly_fields = ["room", "url", "created_by", "created_at", "delivered_seq", "paused_at", "failing_since",
+                       "failures", "retry_at", "lease_until", "attempts"]
+    fields = readonly_fields
+    actions = ["remove"]
+
+    @admin.display(description="Delivery attempts")
+    def attempts(self, subscription):
+        url = reverse("admin:chat_deliveryattempt_changelist") + f"?subscription__id__exact={subscription.pk}"
+        return format_html('<a href="{}">{} attempts</a>', url, subscription.attempts.count())
+
+    @admin.action(description="Remove the selected subscriptions", permissions=["moderate"])
+    def remove(self, request, queryset):
+        def call(subscription):
+            access = rules.room_access(user=request.user, room_id=subscription.room_id, door=rules.Door.ADMIN)
+            services.subscription_delete(access=access, actor=request.user, subscription_id=subscription.pk)
+
+        self.run(request, queryset, call, done="Removed")
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ModeratorAdmin):
+    """Every delivery attempt of every subscription, read-only."""
+
+    list_display = ["created_at", "subscription", "seq", "event_type", "ok", "status_code", "error", "duration_ms"]
+    list_filter = ["ok", "event_type"]
+    search_fields = ["subscription__url", "delivery_id"]
+    list_select_related = ["subscription"]
+    readonly_fields = ["subscription", "seq", "event_type", "delivery_id", "ok", "status_code", "error", "duration_ms",
+                       "created_at"]
+    actions = None

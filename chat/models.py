@@ -26,6 +26,10 @@ class Room(models.Model):
     dm_key = models.CharField(max_length=50, null=True, blank=True, unique=True)
     seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Active outgoing-webhook subscriptions (PROTOCOL.md 9), kept by chat.services.subscriptions
+    # under the room's lock: read with the room under that lock, it tells a post whether to
+    # write outbox rows without a query of its own.
+    subscriptions_active = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["slug"]
@@ -469,3 +473,92 @@ class ConnectTokenUse(models.Model):
 
     def __str__(self) -> str:
         return f"connect token of {self.user_id} used at {self.used_at}"
+
+
+# --- outgoing webhooks (PROTOCOL.md 9) ---------------------------------------------------
+
+
+def _new_subscription_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Subscription(models.Model):
+    """An outgoing webhook: every room event is POSTed to ``url``, signed with ``secret``
+    (an HMAC key, so stored as is: shown once by the API, never listed).
+
+    Delivery state (chat.services.deliveries): ``delivered_seq`` is the last seq delivered
+    (or the room's seq when it was created); the outbox rows after it are owed, in seq order.
+    ``pending``: an event committed since a worker last looked (a task is on its way).
+    ``lease_until``/``lease_token``: the worker delivering now (a lease, so no transaction
+    is held across HTTP). ``retry_at``, ``failures`` and ``failing_since`` describe the
+    oldest owed event while it fails; ``paused_at`` is set after CHAT_WEBHOOK_GIVE_UP
+    seconds of failures (a paused subscription is not counted in Room.subscriptions_active).
+    """
+
+    MAX_PER_ROOM = 10
+    MAX_URL = 2000
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="subscriptions")
+    url = models.URLField(max_length=MAX_URL)
+    secret = models.CharField(max_length=64, default=_new_subscription_secret, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_seq = models.BigIntegerField(default=0)
+    pending = models.BooleanField(default=False)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    failures = models.PositiveIntegerField(default=0)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # By id only: ordering by "room" would join the room's row into every query, and
+        # into the row locks the delivery takes (chat.services.deliveries).
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["room", "paused_at"], name="subscription_room_paused")]
+
+    def __str__(self) -> str:
+        return f"{self.room_id} -> {self.url}"
+
+
+class OutboxEvent(models.Model):
+    """A room event owed to the room's subscriptions: the socket frame's JSON as it was sent,
+    written in the event's own transaction (only while the room has active subscriptions),
+    removed once every active subscription has it. RoomEvent pruning never touches it."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=32)
+    frame = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["room", "seq"], name="outboxevent_room_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.room_id}/{self.seq} {self.type}"
+
+
+class DeliveryAttempt(models.Model):
+    """One POST of one event to one subscription: the answer's status or the error, how long
+    it took. Shown to the room's moderators (REST) and in the admin."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="attempts")
+    seq = models.BigIntegerField()
+    event_type = models.CharField(max_length=32)
+    delivery_id = models.CharField(max_length=36)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+    ok = models.BooleanField(default=False)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pk"]
+        indexes = [models.Index(fields=["subscription", "-id"], name="deliveryattempt_sub_id")]
+
+    def __str__(self) -> str:
+        return f"{self.subscription_id} seq {self.seq}: {self.status_code or self.error}"

@@ -281,6 +281,19 @@ CHAT_SITE_URL = env.str("CHAT_SITE_URL", default="http://127.0.0.1:8000").rstrip
 # Bots a person may own at once (PROTOCOL.md 9; ended bots and webhooks' bots not counted).
 CHAT_BOTS_PER_OWNER = env.int("CHAT_BOTS_PER_OWNER", default=20)
 
+# Outgoing webhooks (PROTOCOL.md 9, docs/decisions.md#outgoing-webhooks), delivered by the
+# tasks worker. URLs resolving to loopback, private, link-local … addresses are refused
+# unless CHAT_WEBHOOK_ALLOW_PRIVATE (all of them) or CHAT_WEBHOOK_ALLOW_NETWORKS (a comma
+# list of networks, e.g. "10.1.2.0/24", allowed for an internal receiver) says otherwise.
+CHAT_WEBHOOK_ALLOW_PRIVATE = env.bool("CHAT_WEBHOOK_ALLOW_PRIVATE", default=False)
+CHAT_WEBHOOK_ALLOW_NETWORKS = env.list("CHAT_WEBHOOK_ALLOW_NETWORKS", default=[])
+CHAT_WEBHOOK_TIMEOUT = env.float("CHAT_WEBHOOK_TIMEOUT", default=10.0)  # seconds per attempt
+# Retries of a failing event: the first after BACKOFF_START seconds, doubling up to
+# BACKOFF_MAX; after GIVE_UP seconds of failures the subscription is paused.
+CHAT_WEBHOOK_BACKOFF_START = env.float("CHAT_WEBHOOK_BACKOFF_START", default=1.0)
+CHAT_WEBHOOK_BACKOFF_MAX = env.float("CHAT_WEBHOOK_BACKOFF_MAX", default=600.0)
+CHAT_WEBHOOK_GIVE_UP = env.float("CHAT_WEBHOOK_GIVE_UP", default=86400.0)
+
 # --- Auth, sessions -------------------------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [

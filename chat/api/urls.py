@@ -11,6 +11,7 @@ from . import live, uploads, views
 from . import moderation, notifications
 from . import bots
 from . import notices
+from . import subscriptions
 
 
 @extend_schema(exclude=True)
@@ -52,6 +53,11 @@ v1 = [
     path("rooms/<str:slug>/webhooks/<int:webhook_id>/", bots.RoomWebhookView.as_view(), name="api-room-webhook"),
     path("auth/connect-token/", views.ConnectTokenView.as_view(), name="api-connect-token"),
     path("rooms/<str:slug>/notices/", notices.RoomNoticesView.as_view(), name="api-room-notices"),
+    path("rooms/<str:slug>/subscriptions/", subscriptions.RoomSubscriptionsView.as_view(), name="api-room-subscriptions"),
+    path("rooms/<str:slug>/subscriptions/<int:subscription_id>/", subscriptions.RoomSubscriptionView.as_view(),
+         name="api-room-subscription"),
+    path("rooms/<str:slug>/subscriptions/<int:subscription_id>/deliveries/",
+         subscriptions.RoomSubscriptionDeliveriesView.as_view(), name="api-room-subscription-deliveries"),
 ]
 
 urlpatterns = [

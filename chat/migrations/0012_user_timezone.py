@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0010_connect_tokens'),
+        ('chat', '0011_outgoing_webhooks'),
     ]
 
     operations = [

@@ -26,6 +26,16 @@ from .notifications import (  # noqa: F401
     validate_timezone,
 )
 
+# Outgoing webhooks (PROTOCOL.md 9): subscriptions and their delivery by the tasks worker.
+from .deliveries import deliveries_recover, deliveries_run, subscription_deliver, subscription_pause  # noqa: F401
+from .subscriptions import (  # noqa: F401
+    subscription_create,
+    subscription_delete,
+    subscription_of,
+    subscriptions_of,
+    subscriptions_wake,
+)
+
 # Messages and their room events (posting, group commit, edits, deletions, the rate).
 from .messages import (  # noqa: F401
     EVENTS_KEPT,

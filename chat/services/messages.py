@@ -24,7 +24,7 @@ from ..commands import CommandReply
 from ..formatting import parse_markdown
 from ..models import Message, Room, RoomEvent
 from ..protocol import EVENTS_KEPT, ChatError
-from . import attachments
+from . import attachments, subscriptions
 from .log import log_message_delete
 from .notifications import ROOM_MENTION, notify_for_posted
 from .rooms import room_update
@@ -197,10 +197,13 @@ def _announce(room_id: int, frames: list[protocol.RoomEventFrame]) -> None:
 
 
 def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
-    """Store the event and announce it once the transaction commits."""
+    """Store the event, keep it for the room's webhooks, and announce it once the transaction commits."""
     RoomEvent.objects.create(room_id=message.room_id, seq=seq, kind=kind, message=message, by=by)
     _prune_events(message.room_id, seq, seq)
-    _announce(message.room_id, [protocol.event_frame(kind=kind, seq=seq, message=message, by=by)])
+    frames = [protocol.event_frame(kind=kind, seq=seq, message=message, by=by)]
+    # message.room is the room read under the lock (_message_locked): no query without subscriptions.
+    subscriptions.outbox_write(room=message.room, kind=kind, frames=frames)
+    _announce(message.room_id, frames)
 
 
 # --- messages -------------------------------------------------------------------------
@@ -465,8 +468,11 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
     for room_id, items in by_room.items():
         seqs = [stored[item[0]].seq for item in items]
         _prune_events(room_id, seqs[0], seqs[-1])
-        _announce(room_id, [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[item[0]].seq, message=stored[item[0]])
-                            for item in items])
+        frames = [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[item[0]].seq, message=stored[item[0]])
+                  for item in items]
+        # The room as read under its lock (room_access_many): no query without subscriptions.
+        subscriptions.outbox_write(room=items[0][1], kind=protocol.MESSAGE, frames=frames)
+        _announce(room_id, frames)
     return stored
 
 
