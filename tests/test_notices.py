@@ -358,9 +358,11 @@ async def test_with_redis_notices_of_other_processes_arrive_and_joiners_read_the
 
 
 def _ws_frames(data: bytes) -> list[dict]:
-    """The text frames in ``data`` (a server's unmasked frames), parsed."""
+    """The text frames in ``data`` (a server's unmasked frames), parsed; pings (Daphne's
+    carry random bytes) and any other control frame are skipped."""
     frames, i = [], 0
     while i + 2 <= len(data):
+        opcode = data[i] & 0x0F
         n, i = data[i + 1] & 0x7F, i + 2
         if n == 126:
             n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
@@ -368,7 +370,8 @@ def _ws_frames(data: bytes) -> list[dict]:
             n, i = int.from_bytes(data[i:i + 8], "big"), i + 8
         if i + n > len(data):
             break
-        frames.append(json.loads(data[i:i + n]))
+        if opcode == 0x1:
+            frames.append(json.loads(data[i:i + n]))
         i += n
     return frames
 
