@@ -91,9 +91,18 @@ class ChatAuthMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
             return await self.app(scope, receive, send)
+        # This frame lives as long as the socket (it awaits the app): what the handshake
+        # needed (headers, cookies) lives in _authenticated's frame, gone once it returns.
+        scope = await self._authenticated(scope)
+        if scope is None:
+            return await _deny(receive, send)
+        return await self.app(scope, receive, send)
+
+    async def _authenticated(self, scope) -> dict | None:
+        """The scope with the socket's user, or None to refuse the handshake (403)."""
         offered = scope.get("subprotocols") or []
         if offered and protocol.SUBPROTOCOL not in offered:
-            return await _deny(receive, send)
+            return None
 
         headers = {name.lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
         cookies = SimpleCookie()
@@ -107,7 +116,7 @@ class ChatAuthMiddleware:
         if session_key is not None and not origin_allowed(headers.get(b"origin")):
             # Whatever else the handshake carries, a token included: a page on another site
             # must not reach the socket with the browser's cookie (PROTOCOL.md 3).
-            return await _deny(receive, send)
+            return None
         scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
         connect_token = _connect_token(scope)
         if authorization.startswith("Token "):
@@ -125,4 +134,4 @@ class ChatAuthMiddleware:
             scope["site_banned"] = await db_call(rules.handshake_banned)(
                 user=scope["user"], session_key=scope["session_key"], token=scope["auth_token"]
             )
-        return await self.app(scope, receive, send)
+        return scope

@@ -57,7 +57,7 @@ class ChatConsumer(AsyncConsumer):
         self.closed = False
         self.socket_id = uuid.uuid4().hex
         self.hub: realtime.Hub | None = None
-        self.rate_limited_at: deque[float] = deque()
+        self.rate_limited_at: deque[float] | None = None  # made on the first refusal (memory per socket)
         self.frame_tokens = float(settings.CHAT_FRAME_BURST)
         self.frame_time = time.monotonic()
         backlog = serving.send_backlog(self.base_send)
@@ -178,6 +178,8 @@ class ChatConsumer(AsyncConsumer):
         await self.send_frame(protocol.error_frame(error.code, error.detail, ref=error.ref, retry_after=error.retry_after))
         if error.code == protocol.RATE_LIMITED:
             now = time.monotonic()
+            if self.rate_limited_at is None:
+                self.rate_limited_at = deque()
             self.rate_limited_at.append(now)
             while self.rate_limited_at and self.rate_limited_at[0] < now - FLOOD_WINDOW:
                 self.rate_limited_at.popleft()
