@@ -5,6 +5,7 @@
 // composer that only this tab sees (text only: textContent, never markup).
 
 import { h } from "./render.js";
+import { bindSuggestionKeys } from "./suggest.js";
 
 // As chat/commands.py lists them (the server's is the word that counts).
 export const COMMANDS = [
@@ -62,26 +63,14 @@ export function setupCommandAutocomplete({ form, input }) {
     show();
   }
 
-  input.addEventListener("input", (event) => {
-    if (event.isTrusted || !listbox.hidden) update();
-  });
-  input.addEventListener("blur", () => setTimeout(close, 100));
-  // Capture on the form: before the composer's Enter-sends handler (as the `@` list does).
-  form.addEventListener("keydown", (event) => {
-    if (listbox.hidden || event.target !== input) return;
-    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-      active = (active + (event.key === "ArrowDown" ? 1 : matches.length - 1)) % matches.length;
+  bindSuggestionKeys({
+    form, input, listbox, update, close,
+    move: (step) => {
+      active = (active + (step > 0 ? 1 : matches.length - 1)) % matches.length;
       show();
-    } else if (event.key === "Enter" || event.key === "Tab") {
-      insert(matches[active]);
-    } else if (event.key === "Escape") {
-      close();
-    } else {
-      return;
-    }
-    event.preventDefault();
-    event.stopImmediatePropagation();
-  }, true);
+    },
+    pick: () => insert(matches[active]),
+  });
 }
 
 /** A local line above the composer for `command` frames; returns show(text). */

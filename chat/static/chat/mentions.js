@@ -7,6 +7,7 @@
 // does `@me` in a plain-text body (outside `code`).
 
 import { h } from "./render.js";
+import { bindSuggestionKeys } from "./suggest.js";
 
 const MAX_SUGGESTIONS = 8;
 
@@ -111,24 +112,12 @@ export function setupMentionAutocomplete({ form, input, slug, me }) {
     show();
   }
 
-  input.addEventListener("input", (event) => {
-    if (event.isTrusted || !listbox.hidden) update();
-  });
-  input.addEventListener("blur", () => setTimeout(close, 100));
-  // Capture on the form: runs before the composer's own Enter-sends handler on the input.
-  form.addEventListener("keydown", (event) => {
-    if (listbox.hidden || event.target !== input) return;
-    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-      active = (active + (event.key === "ArrowDown" ? 1 : matches.length - 1)) % matches.length;
+  bindSuggestionKeys({
+    form, input, listbox, update, close,
+    move: (step) => {
+      active = (active + (step > 0 ? 1 : matches.length - 1)) % matches.length;
       show();
-    } else if (event.key === "Enter" || event.key === "Tab") {
-      insert(matches[active]);
-    } else if (event.key === "Escape") {
-      close();
-    } else {
-      return;
-    }
-    event.preventDefault();
-    event.stopImmediatePropagation();
-  }, true);
+    },
+    pick: () => insert(matches[active]),
+  });
 }
