@@ -50,9 +50,10 @@ class Nginx(Listening):
         temp = "\n".join(f"    {kind}_temp_path {prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
         return f"""
 worker_processes 1;
+worker_rlimit_nofile 20000;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections 16384; }}  # a proxied WebSocket takes two: 8,192 sockets
 http {{
     access_log off;
 {temp}

@@ -127,12 +127,14 @@ async def caught_up(load: Load, timeout: float) -> float:
     )
 
 
-async def run(name: str, fault, members: list[Member], log_dir: Path, *, join_timeout: float = 20, **cluster_args) -> Row:
-    """Run one scenario: ``fault(cluster, load, row)`` injects the fault and sets recover_s."""
+async def run(name: str, fault, members: list[Member], log_dir: Path, *, join_timeout: float = 20,
+              load_args: dict | None = None, **cluster_args) -> Row:
+    """Run one scenario: ``fault(cluster, load, row)`` injects the fault and sets recover_s;
+    ``load_args`` go to Load (backoff, handshakes in flight)."""
     row = Row(name)
     started = time.monotonic()
     with cluster(log_dir, **cluster_args) as c:
-        load = Load(c.nginx.ws, c.nginx.http, members)
+        load = Load(c.nginx.ws, c.nginx.http, members, **(load_args or {}))
         try:
             await load.start(timeout=join_timeout)
             load.start_sending()

@@ -62,10 +62,15 @@ class Member:
 class Load:
     """Runs every member's connection and sender until finish()."""
 
-    def __init__(self, ws_url: str, http_url: str, members: list[Member]):
+    def __init__(self, ws_url: str, http_url: str, members: list[Member], *, max_backoff: float = 1.0,
+                 handshakes: int | None = None):
+        """``max_backoff``: the longest wait between reconnects (jittered, doubling from 50 ms);
+        ``handshakes``: at most this many handshakes in flight at once (None: no limit)."""
         self.ws_url = ws_url
         self.http_url = http_url
         self.members = members
+        self.max_backoff = max_backoff
+        self.handshaking = asyncio.Semaphore(handshakes) if handshakes else None
         self.sending = False
         self.closing = False
         self.tasks: list[asyncio.Task] = []
@@ -131,6 +136,9 @@ class Load:
         backoff = 0.05
         while not self.closing:
             sock, address = self._socket(member)
+            slot = self.handshaking
+            if slot is not None:
+                await slot.acquire()
             try:
                 await asyncio.wait_for(loop.sock_connect(sock, address), 5)
                 async with connect(
@@ -140,6 +148,9 @@ class Load:
                     open_timeout=5, ping_interval=None, close_timeout=2, proxy=None, compression=None,
                     max_queue=16,
                 ) as ws:
+                    if slot is not None:
+                        slot.release()
+                        slot = None
                     member.ws = ws
                     member.connects += 1
                     backoff = 0.05
@@ -156,12 +167,14 @@ class Load:
                 else:
                     member.closes.append(None)
             finally:
+                if slot is not None:
+                    slot.release()
                 member.in_room = False
                 member.ws = None
                 sock.close()
             if not self.closing:
                 await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 1.0)
+                backoff = min(backoff * 2, self.max_backoff)
 
     async def _frame(self, member: Member, ws, frame: dict) -> None:
         kind = frame["type"]

@@ -106,4 +106,6 @@ def storm_members(db):
 @fault("storm")
 @pytest.mark.timeout(600)
 async def test_a_reconnect_storm_brings_every_client_back_complete(storm_members, tmp_path):
-    await _run("storm", storm_members, tmp_path, join_timeout=180)
+    # Clients back off as the page's does (jittered, doubling, at most 10 s); the load
+    # generator, one Python process, keeps at most 200 handshakes in flight.
+    await _run("storm", storm_members, tmp_path, join_timeout=180, load_args={"max_backoff": 10.0, "handshakes": 200})
