@@ -89,5 +89,9 @@ export const updateRoom = (slug, fields) => postJSON(api(roomPath(slug)), fields
 /** Owner or moderator: add `username` to the room. */
 export const addMember = (slug, username) => postJSON(api(`${roomPath(slug)}members/`), { username, role: "member" });
 
+/** Owner or moderator: remove `username` from the room (their sockets get `kicked`). */
+export const removeMember = (slug, username) =>
+  postJSON(api(`${roomPath(slug)}members/${encodeURIComponent(username)}/`), {}, "DELETE");
+
 /** Change the caller's preferences (`timezone`, `email_notifications`); returns GET /api/v1/me/'s object. */
 export const updateMe = (fields) => postJSON(api("me/"), fields, "PATCH");

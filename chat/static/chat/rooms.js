@@ -2,7 +2,7 @@
 // for a room's owner and moderators — set the topic and add people to a private room.
 // Every action is a call to the REST API (docs/api.md); a form in a modal dialog asks first.
 
-import { addMember, createRoom, fetchRooms, updateRoom } from "./api.js";
+import { addMember, createRoom, fetchRooms, removeMember, updateRoom } from "./api.js";
 import { roomUrl } from "./dm.js";
 import { h } from "./render.js";
 
@@ -111,6 +111,18 @@ export function setupRoomTools({ slug, onTopic, notify }) {
       submit: async () => {
         await addMember(slug, username.value.trim());
         notify(`${username.value.trim()} was added to the room.`);
+      },
+    });
+  });
+  document.getElementById("member-remove")?.addEventListener("click", () => {
+    const username = h("input", { name: "username", maxlength: "150", required: "", autocomplete: "off" });
+    ask({
+      title: "Remove people from this private room",
+      action: "Remove",
+      fields: [field("Username", username, "They stop seeing the room at once; add them again to undo.")],
+      submit: async () => {
+        await removeMember(slug, username.value.trim());
+        notify(`${username.value.trim()} was removed from the room.`);
       },
     });
   });
