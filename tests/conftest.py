@@ -37,6 +37,40 @@ SERIAL_GROUPS = {
 }
 
 
+def _cancel_all_tasks_bounded(loop) -> None:
+    """asyncio.runners._cancel_all_tasks with a limit. Now and then (about once per CI run of
+    2,400 tests, a different async test each time) one task at a loop's teardown never
+    finishes cancelling, with every thread idle and no timer scheduled, and the test hung
+    until pytest-timeout failed it at 120 s. Not found yet (issue 18's note). Here the
+    teardown waits 10 s, then prints the stuck tasks' stacks and warns, and the loop closes."""
+    import asyncio
+    import sys
+    import warnings
+
+    tasks = asyncio.all_tasks(loop)
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=10))
+    for task in pending:
+        print(f"\nloop teardown: task still running 10 s after cancel(): {task!r}", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    if pending:
+        warnings.warn(f"{len(pending)} task(s) did not finish cancelling at loop teardown (stacks on stderr)")
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {"message": "unhandled exception during loop teardown", "exception": task.exception(), "task": task}
+            )
+
+
+def pytest_configure(config):
+    import asyncio.runners
+
+    asyncio.runners._cancel_all_tasks = _cancel_all_tasks_bounded
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(items):
     """Mark the serial groups; then, after every plugin's ordering, the fault clusters last (a
