@@ -1,6 +1,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 from channels.layers import channel_layers, get_channel_layer
@@ -53,11 +54,17 @@ def _cancel_all_tasks_bounded(loop) -> None:
     for task in tasks:
         task.cancel()
     done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=10))
-    for task in pending:
-        print(f"\nloop teardown: task still running 10 s after cancel(): {task!r}", file=sys.stderr)
-        task.print_stack(file=sys.stderr)
     if pending:
-        warnings.warn(f"{len(pending)} task(s) did not finish cancelling at loop teardown (stacks on stderr)")
+        # Also to a file: stderr of a passing test is not shown (CI keeps artifacts/).
+        log = Path(__file__).resolve().parent.parent / "artifacts" / "stuck-tasks.log"
+        log.parent.mkdir(exist_ok=True)
+        with log.open("a") as out:
+            for task in pending:
+                for stream in (sys.stderr, out):
+                    print(f"\nloop teardown ({os.environ.get('PYTEST_CURRENT_TEST', '?')}): task still running "
+                          f"10 s after cancel(): {task!r}", file=stream)
+                    task.print_stack(file=stream)
+        warnings.warn(f"{len(pending)} task(s) did not finish cancelling at loop teardown (stacks in {log})")
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             loop.call_exception_handler(
