@@ -54,6 +54,9 @@ class ChatConsumer(AsyncConsumer):
         self.session_key = self.scope.get("session_key")
         self.auth_token = self.scope.get("auth_token")
         self.rooms: dict[str, tuple[Room, realtime.Subscription]] = {}
+        # While a `join` is in flight (frames are handled one at a time): room id → reason of
+        # each kick that arrived meanwhile, which the room's entry in `rooms` would have missed.
+        self.join_kicks: dict[int, str] | None = None
         self.closed = False
         self.socket_id = uuid.uuid4().hex
         self.hub: realtime.Hub | None = None
@@ -237,17 +240,30 @@ class ChatConsumer(AsyncConsumer):
     async def frame_join(self, frame):
         slug = services.validate_slug(frame["room"])
         self._leave(slug)
-        room = await db_call(_join_room)(user=self.user, slug=slug)
-        sub = await self.hub.subscribe(self, room.pk, room.slug)
+        self.join_kicks = {}
         try:
-            resume = await db_call(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
-        except BaseException:
-            self.hub.unsubscribe(sub)
-            raise
-        self.rooms[slug] = (room, sub)
-        online = await self.hub.online(room.pk, including=self.username)
+            room = await db_call(_join_room)(user=self.user, slug=slug)
+            sub = await self.hub.subscribe(self, room.pk, room.slug)
+            try:
+                resume = await db_call(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
+                online = await self.hub.online(room.pk, including=self.username)
+            except BaseException:
+                self.hub.unsubscribe(sub)
+                raise
+            self.rooms[slug] = (room, sub)  # from here on a kick finds the room in `rooms`
+        finally:
+            kicks, self.join_kicks = self.join_kicks, None
         joined = protocol.joined_frame(room=slug, seq=resume.seq, online=online, resync=resume.resync, ref=frame.get("ref"))
+        if room.pk in kicks:
+            # Removed or banned after the access check passed: the kick must not be lost, so
+            # the socket is told as if it had come a moment after the join.
+            self._leave(slug)
+            await self.send_frame(joined)
+            await self.send_frame(protocol.kicked_frame(room=slug, reason=kicks[room.pk]))
+            return
         await self.send_frame(joined)
+        if self.rooms.get(slug, (None, None))[1] is not sub:
+            return  # kicked (or closed) while `joined` went out: no notices, no replay
         # The room's current notices follow `joined` (PROTOCOL.md 9), then any replay.
         await sub.outbox.start(self.hub.notices(room.pk))
         metrics.JOINS.labels("resync" if resume.resync else "live" if frame.get("since") is None else "resume").inc()
@@ -326,6 +342,8 @@ class ChatConsumer(AsyncConsumer):
             if event.get("origin") != self.socket_id:
                 await self.send_frame(event["read"])
         elif "kick" in event:
+            if self.join_kicks is not None:
+                self.join_kicks[event["kick"]] = event.get("reason", "")
             for slug, (room, _sub) in list(self.rooms.items()):
                 if room.pk == event["kick"]:
                     self._leave(slug)

@@ -150,3 +150,50 @@ async def test_removed_member_of_a_private_room_is_kicked_from_it_at_once(user, 
     frame = await sock.recv_until("kicked")
     assert frame["room"] == "secret"
     await sock.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_member_removed_while_their_join_is_in_flight_is_joined_then_kicked(user, other, general, monkeypatch):
+    """The kick comes between the join's access check and its subscription: it is not lost,
+    and the socket is out of the room (a message posted there afterwards does not reach it)."""
+    import threading
+
+    from chat import selectors, services
+    from chat.consumers import ChatConsumer
+
+    def setup():
+        room = services.room_create(owner=user, slug="secret", private=True)
+        Membership.objects.create(room=room, user=other)
+        return session_cookie(other)
+
+    cookie = await database_sync_to_async(setup)()
+    sock, _, _ = await open_socket(cookie=cookie)
+    kick_seen = threading.Event()
+    user_event = ChatConsumer.user_event
+
+    async def seen(self, event):
+        await user_event(self, event)
+        if "kick" in event:
+            kick_seen.set()
+
+    resume = selectors.room_resume
+
+    def remove_bob_then_resume(**kwargs):
+        # In the join's database thread, after its access check: ann removes bob, and the
+        # socket has taken the kick before the join goes on.
+        assert token_client(user).delete(URL + "bob/").status_code == 204
+        assert kick_seen.wait(5)
+        return resume(**kwargs)
+
+    monkeypatch.setattr(ChatConsumer, "user_event", seen)
+    monkeypatch.setattr(selectors, "room_resume", remove_bob_then_resume)
+    assert (await sock.join("secret", ref="j1"))["type"] == "joined"
+    assert await sock.recv() == {"type": "kicked", "room": "secret", "reason": "You were removed."}
+    monkeypatch.setattr(selectors, "room_resume", resume)
+
+    post = lambda: token_client(user).post("/api/v1/rooms/secret/messages/", {"body": "after", "client_id": "6f1c0c2e-0000-4000-8000-000000000002"}, format="json")  # noqa: E731
+    assert (await database_sync_to_async(post)()).status_code == 201
+    assert await sock.silent()
+    await sock.send(type="send", room="secret", body="still here?", client_id="6f1c0c2e-0000-4000-8000-000000000001", ref="s1")
+    assert (await sock.recv())["code"] == "not_joined"
+    await sock.close()
