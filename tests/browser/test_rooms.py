@@ -1,5 +1,6 @@
 """Rooms in the page (rooms.js): create a room, browse and join public rooms, set the topic,
-add someone to a private room; the one added sees the room appear in their list at once."""
+add someone to a private room and remove them; the one added sees the room appear in their
+list at once, the one removed is told on their open page at once and can no longer post."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from chat.models import Membership, Room
-from tests.browser.conftest import Browsing, in_db_thread
+from chat.models import Membership, Message, Room
+from tests.browser.conftest import Browsing, LiveChat, in_db_thread
 from tests.browser.test_keys import seed
 from tests.browser.test_page import open_room
 from tests.factories import make_room
@@ -17,7 +18,9 @@ from tests.factories import make_room
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_create_a_private_room_set_its_topic_and_add_someone(browsing: Browsing, general, user, other, ann_cookie, bob_cookie):
+def test_create_a_private_room_set_its_topic_and_add_and_remove_someone(
+    browsing: Browsing, chat_server: LiveChat, general, user, other, ann_cookie, bob_cookie
+):
     ann = browsing.page(session=ann_cookie)
     bob = browsing.page(session=bob_cookie)
     open_room(ann)
@@ -58,8 +61,13 @@ def test_create_a_private_room_set_its_topic_and_add_someone(browsing: Browsing,
     assert in_db_thread(lambda: Membership.objects.filter(room__slug="launch-plans", user=other).exists())
     bob.locator('.sidebar [data-room="launch-plans"] a').click()
     expect(bob.locator("#room-topic")).to_have_text("Ship it on Friday")
+    # The page's own readiness signal, not a pause: its socket has joined the room (loaded
+    # first over REST). CI runs three workers on two cores, so this may take a while.
+    expect(bob.locator("#chat")).to_have_attribute("data-room-state", "joined", timeout=30_000)
+    expect(bob.locator("#banner")).to_be_hidden()
 
-    # ann removes bob again (that his sockets get `kicked` is tests/api/test_members.py's).
+    # ann removes bob again: his open page is told at once, can no longer post, and the
+    # room leaves his list.
     ann.get_by_role("button", name="Remove people").click()
     remove = ann.get_by_role("dialog", name="Remove people from this private room")
     remove.get_by_label("Username").fill("bob")
@@ -67,7 +75,37 @@ def test_create_a_private_room_set_its_topic_and_add_someone(browsing: Browsing,
     expect(remove).to_be_hidden()
     expect(ann.get_by_role("status").filter(has_text="bob was removed")).to_be_visible()
     assert not in_db_thread(lambda: Membership.objects.filter(room__slug="launch-plans", user=other).exists())
+    expect(bob.locator("#chat")).to_have_attribute("data-room-state", "removed")
+    expect(bob.locator("#banner")).to_contain_text("You were removed from this room.")
+    expect(bob.locator("#composer-input")).to_be_disabled()
+    expect(bob.locator("#composer button[type=submit]")).to_be_disabled()
+    expect(bob.locator('.sidebar [data-room="launch-plans"]')).to_have_count(0)
+    expect(bob.locator('.sidebar [data-room="general"]')).to_have_count(1)
+    assert bob.evaluate(POST_JS, "launch-plans") == 404  # nor over REST, with his session
+    assert not in_db_thread(lambda: Message.objects.filter(room__slug="launch-plans", author=other).exists())
+
+    # The banner stays through a reconnect, which does not ask for the room again.
+    sent: list[str] = []
+    bob.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+    chat_server.stop()
+    expect(bob.locator("body")).to_have_attribute("data-connection", "offline")
+    chat_server.start()
+    bob.evaluate("dispatchEvent(new Event('online'))")  # try again now, not after the backoff
+    expect(bob.locator("body")).to_have_attribute("data-connection", "live", timeout=30_000)
+    expect(bob.locator("#banner")).to_contain_text("You were removed from this room.")
+    assert any('"room":"general"' in frame for frame in sent)
+    assert not any("launch-plans" in frame for frame in sent)
     assert browsing.page_errors == []
+
+
+POST_JS = """async (slug) => {
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="))?.split("=")[1]
+      ?? document.querySelector("[name=csrfmiddlewaretoken]")?.value;
+    const response = await fetch(`/api/v1/rooms/${slug}/messages/`, { method: "POST",
+      body: JSON.stringify({ body: "still here?", client_id: crypto.randomUUID() }),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf } });
+    return response.status;
+}"""
 
 
 def test_browse_public_rooms_and_join_one(browsing: Browsing, general, user, other, ann_cookie):

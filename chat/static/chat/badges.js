@@ -110,8 +110,8 @@ export class RoomList {
         // Our read position moved in another tab, or a room was just added for us.
         if (frame.room !== this.current || !item) this.refresh();
         break;
-      case "kicked":
-        if (frame.room !== this.current && item?.closest(".sidebar, .room-cards")) item.remove();
+      case "kicked": // the room on screen too: the page says so (room.js), the list drops it
+        if (item?.closest(".sidebar, .room-cards")) item.remove();
         break;
       case "room.updated": // a new name or topic (a direct room's label is the other person's name)
         if (item && !frame.room.startsWith(DM_PREFIX)) retitle(item, frame);

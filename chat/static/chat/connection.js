@@ -1,6 +1,7 @@
 // The connection's state on the page: a banner while connecting or offline (with the
 // seconds until the next attempt and a "Retry now" button), and body[data-connection]
-// ("connecting" | "live" | "offline") that the header's dot shows at all times.
+// ("connecting" | "live" | "offline") that the header's dot shows at all times. Once the
+// page has said something final in the same banner (the room is gone), `quiet` keeps it.
 
 import { h } from "./render.js";
 
@@ -11,6 +12,7 @@ export class ConnectionBanner {
   constructor({ banner, retry }) {
     Object.assign(this, { banner, retry });
     this.timer = null;
+    this.quiet = false; // true: only body[data-connection] follows the status, the banner stays
   }
 
   /** Show `status` from ChatSocket.onStatus; false for a status this banner doesn't own. */
@@ -18,6 +20,7 @@ export class ConnectionBanner {
     this.#stopCountdown();
     if (!["connecting", "reconnecting", "offline", "live"].includes(status)) return false;
     document.body.dataset.connection = status === "reconnecting" ? "connecting" : status;
+    if (this.quiet) return true;
     if (status === "live") {
       this.banner.hidden = true;
       return true;

@@ -4,6 +4,9 @@
 // Where the page opens: at a permalink's message (?m=<id>), else at the "new messages"
 // line when there is unread, else at the bottom. The same socket also joins the user's
 // other rooms for the live room list (badges.js).
+// #chat[data-room-state] says where the page stands with its room: "joining" (loading, or
+// the socket is reconnecting), "joined", "removed" (a `kicked` frame) or "unavailable" (its
+// `join` was refused); the last two are final: the banner says so and the composer is off.
 
 import { fetchHistory } from "./api.js";
 import { setupAttachments, setupImageViewer } from "./attachments.js";
@@ -94,6 +97,15 @@ const composer = setupComposer({
   },
   onTyping: () => socket.isJoined(slug) && socket.send({ type: "typing", room: slug }),
 });
+
+function roomGone() {
+  return ["removed", "unavailable"].includes(chat.dataset.roomState);
+}
+
+function setRoomState(state) {
+  chat.dataset.roomState = state;
+  connection.quiet = roomGone(); // the banner keeps saying so, whatever the connection does next
+}
 
 function showBanner(text, { link = null, tone = "info" } = {}) {
   banner.hidden = false;
@@ -263,6 +275,7 @@ function onFrame(frame) {
   if (notices.onFrame(frame)) return; // the room's live values (notices.js)
   switch (frame.type) {
     case "joined":
+      setRoomState("joined");
       presence.set(frame.online ?? []);
       if (frame.resync) resync();
       outbox.flush();
@@ -297,6 +310,8 @@ function onFrame(frame) {
       if (frame.room === slug) presence.update(frame.user, frame.online);
       break;
     case "kicked":
+      setRoomState("removed");
+      presence.unknown();
       showBanner(`You were removed from this room.${frame.reason ? ` Reason: ${frame.reason}` : ""}`,
         { tone: "danger", link: { href: "/", text: "Back to rooms" } });
       composer.disable("You can't post in this room");
@@ -304,6 +319,7 @@ function onFrame(frame) {
     case "error":
       if (outbox.error(frame)) break;
       if (frame.ref === `join:${slug}` && ["not_found", "forbidden", "invalid"].includes(frame.code)) {
+        setRoomState("unavailable");
         showBanner(frame.code === "forbidden" ? "You're banned from this room." : "This room isn't available.",
           { tone: "danger", link: { href: "/", text: "Back to rooms" } });
         composer.disable("You can't post in this room");
@@ -341,6 +357,7 @@ function retitleRoom({ name, topic }) {
 function onStatus(status, detail) {
   connection.show(status, detail);
   if (status === "live") return;
+  if (!roomGone()) setRoomState("joining");
   outbox.disconnected();
   presence.unknown();
   if (status === "logged_out") {
@@ -398,6 +415,8 @@ roomList.start();
 input.focus();
 setupImageViewer($("messages"));
 
+setRoomState("joining");
+socket.expect(slug); // "live" waits for this room's join too, not only the room list's
 socket.connect(); // the handshake overlaps the history request
 const roomSeq = Number(document.querySelector(`.sidebar [data-room="${CSS.escape(slug)}"]`)?.dataset.seq ?? 0);
 let since = null;

@@ -28,11 +28,14 @@ export class ChatSocket {
    * onFrame(frame): every server frame that survives the seq check.
    * onStatus(status, detail): "connecting" | "reconnecting" (an attempt is under way) |
    * "offline" (waiting out the backoff; detail.retryAt is when the next attempt starts, in
-   * Date.now() milliseconds) | "live" | "logged_out" | "banned".
+   * Date.now() milliseconds) | "live" (every room asked for is joined, those `expect`ed
+   * included) | "logged_out" | "banned".
    */
   constructor({ url = defaultUrl(), onFrame = () => {}, onStatus = () => {} } = {}) {
     Object.assign(this, { url, onFrame, onStatus });
     this.rooms = new Map(); // slug → { lastSeq: number | null, joined: boolean, sentSince: number | null }
+    this.awaited = new Set(); // rooms the page will join once it knows their `since` (expect())
+    this.status = null;
     this.ws = null;
     this.attempt = 0;
     this.everOpened = false;
@@ -50,7 +53,7 @@ export class ChatSocket {
     if (this.stopped || this.ws) return;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    this.onStatus(this.everOpened ? "reconnecting" : "connecting");
+    this.#setStatus(this.everOpened ? "reconnecting" : "connecting");
     const ws = new WebSocket(this.url, [SUBPROTOCOL]);
     this.ws = ws;
     ws.onopen = () => this.#opened();
@@ -58,8 +61,14 @@ export class ChatSocket {
     ws.onclose = (event) => this.#closed(event.code);
   }
 
+  /** `slug` will be joined soon (its history is still loading): the socket is not "live" until then. */
+  expect(slug) {
+    this.awaited.add(slug);
+  }
+
   /** Subscribe to `slug`; `since` is the last seq already shown (omit it when nothing is). */
   join(slug, since = null) {
+    this.awaited.delete(slug);
     this.rooms.set(slug, { lastSeq: since, joined: false, sentSince: null });
     if (this.ws?.readyState === WebSocket.OPEN) this.#sendJoin(slug);
     else this.connect();
@@ -127,16 +136,18 @@ export class ChatSocket {
       // (or on resync) nothing is replayed and the room's current seq is the baseline.
       if (room.sentSince === null || frame.resync) room.lastSeq = frame.seq;
       this.attempt = 0;
-      if ([...this.rooms.values()].every((r) => r.joined)) this.onStatus("live");
+      this.#liveIfJoined();
     } else if (frame.type === "error" && frame.ref?.startsWith("join:")) {
       const slug = frame.ref.slice(5);
       if (FINAL_JOIN_ERRORS.has(frame.code)) {
-        this.rooms.delete(slug);
+        this.rooms.delete(slug); // never asked for again, so it does not hold "live" back
+        this.#liveIfJoined();
       } else {
         this.#drop(); // unavailable / server_error: try again after a backoff
       }
     } else if (frame.type === "kicked") {
       this.rooms.delete(frame.room);
+      this.#liveIfJoined();
     }
     this.onFrame(frame);
   }
@@ -145,7 +156,7 @@ export class ChatSocket {
     this.#forget();
     if (code === CLOSE_UNAUTHENTICATED || code === CLOSE_BANNED) {
       this.stopped = true;
-      this.onStatus(code === CLOSE_BANNED ? "banned" : "logged_out");
+      this.#setStatus(code === CLOSE_BANNED ? "banned" : "logged_out");
       return;
     }
     const delay =
@@ -155,7 +166,17 @@ export class ChatSocket {
           ? this.#backoff(TRY_AGAIN_FIRST_MS, TRY_AGAIN_CAP_MS)
           : this.#backoff();
     this.retryTimer = setTimeout(() => this.connect(), delay);
-    this.onStatus("offline", { retryAt: Date.now() + delay });
+    this.#setStatus("offline", { retryAt: Date.now() + delay });
+  }
+
+  #setStatus(status, detail = undefined) {
+    this.status = status;
+    this.onStatus(status, detail);
+  }
+
+  #liveIfJoined() {
+    if (this.status === "live" || this.ws?.readyState !== WebSocket.OPEN || this.awaited.size) return;
+    if ([...this.rooms.values()].every((r) => r.joined)) this.#setStatus("live");
   }
 
   /** Start the next attempt now instead of waiting out the backoff (a "Retry now" button). */
