@@ -191,8 +191,11 @@ async def test_a_member_removed_while_their_join_is_in_flight_is_joined_then_kic
     assert await sock.recv() == {"type": "kicked", "room": "secret", "reason": "You were removed."}
     monkeypatch.setattr(selectors, "room_resume", resume)
 
-    post = lambda: token_client(user).post("/api/v1/rooms/secret/messages/", {"body": "after", "client_id": "6f1c0c2e-0000-4000-8000-000000000002"}, format="json")  # noqa: E731
-    assert (await database_sync_to_async(post)()).status_code == 201
+    def post():
+        body = {"body": "after", "client_id": "6f1c0c2e-0000-4000-8000-000000000002"}
+        return token_client(user).post("/api/v1/rooms/secret/messages/", body, format="json").status_code
+
+    assert await database_sync_to_async(post)() == 201
     assert await sock.silent()
     await sock.send(type="send", room="secret", body="still here?", client_id="6f1c0c2e-0000-4000-8000-000000000001", ref="s1")
     assert (await sock.recv())["code"] == "not_joined"
