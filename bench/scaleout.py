@@ -323,11 +323,12 @@ class Cluster:
 
 
 async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], senders: int, args, *,
-                  start: float | None = None, factor: float = 2.0,
+                  start: float | None = None, factor: float = 2.0, refine: int | None = None,
                   describe: Callable[[StepResult, dict, dict, float], list[str]] | None = None) -> dict:
     """Rate search over one workload; every step carries its counters in ``extra``.
 
-    ``start``: the first step's messages/s (default: --start deliveries/s over the room size);
+    ``start``: the first step's messages/s (default: --start deliveries/s over the room size),
+    ``factor`` the search's step and ``refine`` its bisections (default --refine);
     ``describe(result, first, last, wall)``: with Probe.more set, given its first and last
     readings of the step's busy time, adds to ``result.extra`` and returns more bits of the log.
     """
@@ -412,19 +413,27 @@ async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], 
             filled = [p["counters"].get("chat_gap_filled_events_total", 0) for p in e["processes"]]
             bits.append("gap fills (order) " + "/".join(f"{f:.0f}" for f in fills)
                         + ", events read by fills " + "/".join(f"{f:.0f}" for f in filled))
+            stores = [(p["counters"].get("chat_store_seconds_sum", 0), p["counters"].get("chat_store_seconds_count", 0))
+                      for p in e["processes"]]
+            if any(n for _, n in stores):
+                bits.append("store (queued + stored) mean " + "/".join(f"{t / n * 1e3:.0f}" if n else "-" for t, n in stores)
+                            + " ms")
         say("      " + "; ".join(bits))
         for bit in e.get("log_bits", []):
             say("      " + bit)
 
     best, steps = await loadgen.search(run, start=start or args.start / room_size, p99_limit_ms=args.p99,
-                                       refine=args.refine, retries=args.retries, factor=factor, log=log)
+                                       refine=args.refine if refine is None else refine, retries=args.retries,
+                                       factor=factor, log=log)
     probe = None
     if args.probe_rate:
         # One more step at a low fixed rate with Redis MONITOR on: what the layer writes to
         # Redis per room event, counted in our database index only.
         with Monitor(args.redis_url, Path(args.work) / f"monitor-{label.replace(' ', '_')}.txt") as monitor:
             r = await run(args.probe_rate, lull_wait=0)
-        probe = monitor.count(r.sent, cluster.k)
+        # The events committed in the step (/metrics), not the messages sent: after an
+        # overloaded step a backlog can still be committing.
+        probe = monitor.count(int(r.extra.get("room_events") or r.sent), cluster.k)
         probe["step"] = r
         say(f"  probe at {r.rate:g} msg/s ({r.delivered}/{r.expected} delivered, p99 {r.p99_ms:.0f} ms), Redis db "
             f"{monitor.db}: {probe['pushes_per_event_proc']:.2f} layer messages per event and process "
