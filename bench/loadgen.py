@@ -361,7 +361,7 @@ async def run_step(
 async def search(
     run: Callable[[float], "asyncio.Future[StepResult]"], *, start: float, p99_limit_ms: float,
     factor: float = 2.0, refine: int = 2, cap: float = float("inf"), log: Callable[[StepResult], None] = print,
-    retries: int = 1,
+    retries: int = 1, down: int = 3,
 ) -> tuple[StepResult | None, list[StepResult]]:
     """Step the rate up by ``factor`` until a step fails, then bisect (geometrically) ``refine`` times.
 
@@ -382,7 +382,7 @@ async def search(
     best: StepResult | None = None
     failed: float | None = None
     rate = start
-    for _ in range(3):  # the first rate may already be too high
+    for _ in range(down):  # the first rate may already be too high: ``down`` tries, each ``factor`` lower
         result = await run(rate)
         steps.append(result)
         log(result)

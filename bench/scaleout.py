@@ -323,12 +323,13 @@ class Cluster:
 
 
 async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], senders: int, args, *,
-                  start: float | None = None, factor: float = 2.0, refine: int | None = None,
+                  start: float | None = None, factor: float = 2.0, refine: int | None = None, down: int = 3,
                   describe: Callable[[StepResult, dict, dict, float], list[str]] | None = None) -> dict:
     """Rate search over one workload; every step carries its counters in ``extra``.
 
     ``start``: the first step's messages/s (default: --start deliveries/s over the room size),
-    ``factor`` the search's step and ``refine`` its bisections (default --refine);
+    ``factor`` the search's step, ``refine`` its bisections (default --refine) and ``down`` the
+    tries below a failing first rate;
     ``describe(result, first, last, wall)``: with Probe.more set, given its first and last
     readings of the step's busy time, adds to ``result.extra`` and returns more bits of the log.
     """
@@ -424,7 +425,7 @@ async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], 
 
     best, steps = await loadgen.search(run, start=start or args.start / room_size, p99_limit_ms=args.p99,
                                        refine=args.refine if refine is None else refine, retries=args.retries,
-                                       factor=factor, log=log)
+                                       factor=factor, down=down, log=log)
     probe = None
     if args.probe_rate:
         # One more step at a low fixed rate with Redis MONITOR on: what the layer writes to

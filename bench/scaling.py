@@ -29,7 +29,7 @@ fills):
 
 K = 1 starts at ``--start`` / ``--rooms-start``, doubling until a step fails, then ``--refine``
 bisections (3: a bracket of 9%); each later K starts at 0.9 × K × the K = 1 rate, stepping by
-1.25× (down three times at most), then one bisection fewer (6%). Every step prints each process's CPU against
+1.25× (down to 0.29 of linear at most), then one bisection fewer (6%). Every step prints each process's CPU against
 its quota and its cgroup's throttled periods (cpu.stat) over the step's busy time, the load
 generator's, nginx's, Redis's and PostgreSQL's CPU and the machine's total, and the layer
 messages each process received per room event (/metrics); after each search one step at
@@ -243,12 +243,14 @@ async def one_k(k: int, args, redis: Redis, db_url: str, setup: dict, workloads:
             base = next((r for r in results["runs"] if r["workload"] == name and r["procs"] == 1), None)
             if base is not None and base["best"] is not None and k > 1:
                 # Around the linear rate: a bracket of 1.25^(1/2^refine), 6% with the default refine 2.
-                start, factor, refine = 0.9 * k * base["best"].rate, 1.25, max(args.refine - 1, 1)
+                # Down to 0.9 / 1.25^5 = 0.29 of linear before giving up.
+                start, factor, refine, down = 0.9 * k * base["best"].rate, 1.25, max(args.refine - 1, 1), 6
             else:
-                start, factor, refine = (args.start / len(rooms) if name == "deliveries" else args.rooms_start), 2.0, args.refine
+                start = args.start / len(rooms) if name == "deliveries" else args.rooms_start
+                factor, refine, down = 2.0, args.refine, 3
             began = time.monotonic()
             run = await measure(cluster, redis, f"K={k} {name}", rooms, 10, args, start=start, factor=factor,
-                                refine=refine, describe=budget.describe)
+                                refine=refine, down=down, describe=budget.describe)
             run.update(workload=name, p99=args.p99, seconds=time.monotonic() - began)
             results["runs"].append(run)
             best = run["best"]
