@@ -40,6 +40,9 @@ class Target:
     pid: int
     tokens: list[str] = field(default_factory=list)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # Source addresses, peer i from local_hosts[i mod len] (empty: the kernel's choice,
+    # 127.0.0.1): nginx as deployed allows 200 sockets per client address.
+    local_hosts: list[str] = field(default_factory=list)
 
     def path(self, room: str | None) -> str:
         if self.kind == "bare":
@@ -179,7 +182,8 @@ async def connect_peers(target: Target, rooms: list[str | None], tally: Tally, *
             for attempt in range(3):
                 try:
                     peer.client = await connect(
-                        target.port, target.path(peer.room), headers=target.headers(peer.i), on_text=peer.on_text
+                        target.port, target.path(peer.room), headers=target.headers(peer.i), on_text=peer.on_text,
+                        local_host=target.local_hosts[peer.i % len(target.local_hosts)] if target.local_hosts else None,
                     )
                     break
                 except (OSError, asyncio.TimeoutError):
@@ -357,7 +361,7 @@ async def run_step(
 async def search(
     run: Callable[[float], "asyncio.Future[StepResult]"], *, start: float, p99_limit_ms: float,
     factor: float = 2.0, refine: int = 2, cap: float = float("inf"), log: Callable[[StepResult], None] = print,
-    retries: int = 1,
+    retries: int = 1, down: int = 3,
 ) -> tuple[StepResult | None, list[StepResult]]:
     """Step the rate up by ``factor`` until a step fails, then bisect (geometrically) ``refine`` times.
 
@@ -378,7 +382,7 @@ async def search(
     best: StepResult | None = None
     failed: float | None = None
     rate = start
-    for _ in range(3):  # the first rate may already be too high
+    for _ in range(down):  # the first rate may already be too high: ``down`` tries, each ``factor`` lower
         result = await run(rate)
         steps.append(result)
         log(result)

@@ -45,6 +45,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import loadgen
@@ -80,6 +81,8 @@ class Probe:
     pg_pids: list[int] = []
     first: tuple | None = None
     last: tuple | None = None
+    # Read at each snapshot too, when set (bench/scaling.py: cgroup throttling, nginx, the machine).
+    more: "Callable[[], dict] | None" = None
 
     @classmethod
     def arm(cls, tally: Tally, step: int) -> None:
@@ -116,7 +119,7 @@ def group_cpu_seconds(pid: int) -> float:
         return _process_cpu(pid)
     per = [_process_cpu(p) for p in pids]
     if Probe.tally is not None and Probe.tally.step == Probe.step:  # after run_step's reset
-        snap = (time.monotonic(), per, _redis_cpu(), _pg_cpu())
+        snap = (time.monotonic(), per, _redis_cpu(), _pg_cpu(), Probe.more() if Probe.more else None)
         if Probe.first is None:
             Probe.first = snap
         Probe.last = snap
@@ -287,6 +290,9 @@ class Cluster:
         self.gid = -1000 - len(GROUPS)
         GROUPS[self.gid] = [s.target.pid for s in self.servers]
         self.target = Target(kind=self.servers[0].target.kind, port=0, pid=self.gid, tokens=tokens)
+        # Where clients of process j connect (bench/scaling.py: nginx's port for j), and from.
+        self.ports = [s.port for s in self.servers]
+        self.local_hosts: list[str] = []
 
     def metrics(self) -> list[dict[str, float]] | None:
         if self.kind != "project":
@@ -302,7 +308,7 @@ class Cluster:
         async def one_server(j: int) -> None:
             idx = [i for i in range(len(rooms)) if proc[i] == j]
             server = self.servers[j].target
-            target = Target(kind=server.kind, port=server.port, pid=server.pid,
+            target = Target(kind=server.kind, port=self.ports[j], pid=server.pid, local_hosts=self.local_hosts,
                             tokens=[self.target.tokens[i] for i in idx] if self.target.tokens else [])
             got, _ = await loadgen.connect_peers(target, [rooms[i] for i in idx], tally)
             for i, peer in zip(idx, got):
@@ -316,13 +322,26 @@ class Cluster:
             s.stop()
 
 
-async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], senders: int, args) -> dict:
-    """Rate search over one workload; every step carries its counters in ``extra``."""
+async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], senders: int, args, *,
+                  start: float | None = None, factor: float = 2.0, refine: int | None = None, down: int = 3,
+                  describe: Callable[[StepResult, dict, dict, float], list[str]] | None = None) -> dict:
+    """Rate search over one workload; every step carries its counters in ``extra``.
+
+    ``start``: the first step's messages/s (default: --start deliveries/s over the room size),
+    ``factor`` the search's step, ``refine`` its bisections (default --refine) and ``down`` the
+    tries below a failing first rate;
+    ``describe(result, first, last, wall)``: with Probe.more set, given its first and last
+    readings of the step's busy time, adds to ``result.extra`` and returns more bits of the log.
+    """
     tally = Tally()
     peers = await cluster.connect(rooms, tally)
     n_rooms = len(set(rooms))
     sending = peers[: senders * n_rooms]  # `senders` per room, spread over the processes
     room_size = len(rooms) // n_rooms
+    sockets = [m.get("chat_sockets_open", 0) for m in cluster.metrics() or []]
+    if sockets:
+        say(f"  {label}: sockets open per process " + "/".join(f"{n:.0f}" for n in sockets)
+            + f" ({len(peers)} clients, {len(sending)} sending)")
 
     async def run(rate: float, *, lull_wait: float | None = None) -> StepResult:
         step = loadgen.next_step()
@@ -335,11 +354,15 @@ async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], 
         first, last = Probe.first, Probe.last
         Probe.tally = None
         extra: dict = {"procs": cluster.k, "rooms": n_rooms, "room_size": room_size}
+        more_bits: list[str] = []
         if first and last and last[0] > first[0]:
             wall = last[0] - first[0]
             extra["proc_cpu"] = [(b - a) / wall for a, b in zip(first[1], last[1])]
             extra["redis_cpu"] = (last[2] - first[2]) / wall
             extra["pg_cpu"] = sum(last[3][p] - first[3][p] for p in first[3] if p in last[3]) / wall
+            if describe is not None and first[4] is not None:
+                result.extra = extra
+                more_bits = describe(result, first[4], last[4], wall)
         events = result.sent
         if m0 is not None:
             # The hub's layer sends run one at a time: at the end of a step some may still be
@@ -371,6 +394,7 @@ async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], 
         extra["redis"] = rd
         if events:
             extra["redis_pops_per_event_proc"] = rd["commands"].get("bzpopmin", 0) / events / cluster.k
+        extra["log_bits"] = more_bits
         result.extra = extra
         return result
 
@@ -390,17 +414,27 @@ async def measure(cluster: Cluster, redis: Redis, label: str, rooms: list[str], 
             filled = [p["counters"].get("chat_gap_filled_events_total", 0) for p in e["processes"]]
             bits.append("gap fills (order) " + "/".join(f"{f:.0f}" for f in fills)
                         + ", events read by fills " + "/".join(f"{f:.0f}" for f in filled))
+            stores = [(p["counters"].get("chat_store_seconds_sum", 0), p["counters"].get("chat_store_seconds_count", 0))
+                      for p in e["processes"]]
+            if any(n for _, n in stores):
+                bits.append("store (queued + stored) mean " + "/".join(f"{t / n * 1e3:.0f}" if n else "-" for t, n in stores)
+                            + " ms")
         say("      " + "; ".join(bits))
+        for bit in e.get("log_bits", []):
+            say("      " + bit)
 
-    best, steps = await loadgen.search(run, start=args.start / room_size, p99_limit_ms=args.p99, refine=args.refine,
-                                       retries=args.retries, log=log)
+    best, steps = await loadgen.search(run, start=start or args.start / room_size, p99_limit_ms=args.p99,
+                                       refine=args.refine if refine is None else refine, retries=args.retries,
+                                       factor=factor, down=down, log=log)
     probe = None
     if args.probe_rate:
         # One more step at a low fixed rate with Redis MONITOR on: what the layer writes to
         # Redis per room event, counted in our database index only.
         with Monitor(args.redis_url, Path(args.work) / f"monitor-{label.replace(' ', '_')}.txt") as monitor:
             r = await run(args.probe_rate, lull_wait=0)
-        probe = monitor.count(r.sent, cluster.k)
+        # The events committed in the step (/metrics), not the messages sent: after an
+        # overloaded step a backlog can still be committing.
+        probe = monitor.count(int(r.extra.get("room_events") or r.sent), cluster.k)
         probe["step"] = r
         say(f"  probe at {r.rate:g} msg/s ({r.delivered}/{r.expected} delivered, p99 {r.p99_ms:.0f} ms), Redis db "
             f"{monitor.db}: {probe['pushes_per_event_proc']:.2f} layer messages per event and process "

@@ -139,12 +139,14 @@ class Client(asyncio.Protocol):
 
 async def connect(
     port: int, path: str, *, headers: dict[str, str] | None = None, on_text: Callable[[bytes], None] = lambda b: None,
-    timeout: float = 30.0,
+    timeout: float = 30.0, local_host: str | None = None,
 ) -> Client:
-    """Open a WebSocket to 127.0.0.1:``port`` and return it once the handshake is done."""
+    """Open a WebSocket to 127.0.0.1:``port`` and return it once the handshake is done;
+    ``local_host``: the source address (another 127.x.y.z: a proxy's per-address limits)."""
     loop = asyncio.get_running_loop()
     _transport, client = await asyncio.wait_for(
-        loop.create_connection(lambda: Client(path, f"127.0.0.1:{port}", headers or {}, on_text), "127.0.0.1", port),
+        loop.create_connection(lambda: Client(path, f"127.0.0.1:{port}", headers or {}, on_text), "127.0.0.1", port,
+                               local_addr=(local_host, 0) if local_host else None),
         timeout,
     )
     await asyncio.wait_for(asyncio.shield(client.opened), timeout)

@@ -10,6 +10,7 @@ sys.path, bench/'s scripts add it (bench/servers.py), and bench can start the se
 another checkout (``Config.cwd``) while the harness stays this one's.
 """
 
+from .cgroups import CpuGroups
 from .nginx import Nginx, nginx_binary
 from .processes import (
     APP,
@@ -27,6 +28,6 @@ from .processes import (
 )
 
 __all__ = [
-    "APP", "DAPHNE_FLAGS", "ROOT", "UVICORN_FLAGS", "Config", "Nginx", "Process", "free_port", "nginx_binary",
+    "APP", "CpuGroups", "DAPHNE_FLAGS", "ROOT", "UVICORN_FLAGS", "Config", "Nginx", "Process", "free_port", "nginx_binary",
     "rss_bytes", "running", "start", "stop", "wait_for",
 ]

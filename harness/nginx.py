@@ -1,5 +1,9 @@
 """nginx in front of server processes, with deploy/nginx/'s configuration (least_conn over
-the given upstream ports), on a free loopback port, without TLS."""
+the given upstream ports), on a free loopback port, without TLS.
+
+``per_port=True`` adds one more listening port per upstream (``ports[j]`` proxies to
+``upstreams[j]`` only, with the same locations): a benchmark places each client on the
+process it chooses, still through nginx."""
 
 from __future__ import annotations
 
@@ -23,11 +27,13 @@ class Nginx(Listening):
     """nginx proxying to ``upstreams`` (ports on 127.0.0.1); its files under ``log_dir/nginx``."""
 
     def __init__(
-        self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None, media_root: Path | None = None
+        self, upstreams: Sequence[int | Process], log_dir: Path, port: int | None = None, media_root: Path | None = None,
+        per_port: bool = False,
     ):
         self.upstreams = [u.port if isinstance(u, Process) else u for u in upstreams]
         self.prefix = Path(log_dir) / "nginx"
         self.port = port or free_port()
+        self.ports = [free_port() for _ in self.upstreams] if per_port else []
         # The workers' CHAT_MEDIA_ROOT: chat-files.conf is included with its alias pointing there.
         self.media_root = media_root
         self.process: subprocess.Popen | None = None
@@ -43,6 +49,32 @@ class Nginx(Listening):
         copy = self.prefix / "chat-files.conf"
         copy.write_text(text.replace("alias /srv/chat/media/;", f"alias {Path(self.media_root).resolve()}/;"))
         return copy
+
+    def proxy_conf(self, j: int) -> Path:
+        """deploy/nginx/chat-proxy.conf with its upstream, chat_workers, replaced by upstream j's own."""
+        text = (DEPLOY / "nginx" / "chat-proxy.conf").read_text()
+        assert "http://chat_workers;" in text, "chat-proxy.conf changed: update harness/nginx.py"
+        text = text.replace("http://chat_workers;", f"http://chat_worker_{j};")
+        assert "chat_workers" not in text.replace("`chat_workers`", ""), "chat-proxy.conf changed: update harness/nginx.py"
+        copy = self.prefix / f"chat-proxy-{j}.conf"
+        copy.write_text(text)
+        return copy
+
+    def per_port_config(self) -> str:
+        """One upstream and one server block per process (``per_port``)."""
+        blocks = []
+        for j, (listen, upstream) in enumerate(zip(self.ports, self.upstreams)):
+            blocks.append(f"""
+    upstream chat_worker_{j} {{
+        server 127.0.0.1:{upstream} max_fails=0;
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        include {self.proxy_conf(j)};
+        include {self.files_conf()};
+    }}""")
+        return "".join(blocks)
 
     def config(self) -> str:
         prefix = self.prefix
@@ -67,7 +99,7 @@ http {{
         listen 127.0.0.1:{self.port};
         include {DEPLOY}/nginx/chat-proxy.conf;
         include {self.files_conf()};
-    }}
+    }}{self.per_port_config()}
 }}
 """
 

@@ -59,3 +59,31 @@ def test_a_process_that_exits_at_start_raises_with_its_log(tmp_path):
     config = harness.Config("command", command=lambda port: [sys.executable, "-c", "print('boom'); raise SystemExit(3)"])
     with pytest.raises(RuntimeError, match="boom"):
         harness.start(1, config, log_dir=tmp_path)
+
+
+@pytest.mark.skipif(harness.nginx_binary() is None, reason="nginx is not installed")
+def test_nginx_per_port_routes_each_extra_port_to_its_own_upstream(tmp_path):
+    """bench/scaling.py places each client on the process it chooses through these ports."""
+    configs = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "healthz").write_text("ok")
+        (root / "who").write_text(name)
+        configs.append(harness.Config("command", health="/healthz", name=name, command=lambda port, root=root: [
+            sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)]))
+    servers = [harness.Process(c, tmp_path).start() for c in configs]
+    nginx = None
+    try:
+        for s in servers:
+            s.wait_healthy()
+        nginx = harness.Nginx(servers, tmp_path, per_port=True).start()
+        assert len(nginx.ports) == 2 and nginx.port not in nginx.ports
+        for port, name in zip(nginx.ports, ("a", "b")):
+            for _ in range(3):  # not balanced: every request to this port reaches the same server
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/who", timeout=5) as response:
+                    assert response.read() == name.encode()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        harness.stop(servers)
