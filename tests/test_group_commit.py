@@ -22,7 +22,7 @@ def published(monkeypatch):
     """(room id, [seqs]) for each announcement, in order."""
     sent = []
     monkeypatch.setattr(
-        realtime, "room_events_publish", lambda *, room_id, frames: sent.append((room_id, [f.seq for f in frames]))
+        realtime, "room_events_publish", lambda rooms: sent.extend((room_id, [f.seq for f in frames]) for room_id, frames in rooms)
     )
     return sent
 

@@ -17,7 +17,7 @@ from tests.factories import make_room, make_user
 def published(monkeypatch):
     """Room events announced to the channel layer, in order."""
     sent = []
-    monkeypatch.setattr(realtime, "room_events_publish", lambda *, room_id, frames: sent.extend((room_id, f.seq) for f in frames))
+    monkeypatch.setattr(realtime, "room_events_publish", lambda rooms: sent.extend((room_id, f.seq) for room_id, frames in rooms for f in frames))
     return sent
 
 

@@ -194,7 +194,7 @@ def _prune_events(room_id: int, first: int, last: int) -> None:
 
 def _announce(room_id: int, frames: list[protocol.RoomEventFrame]) -> None:
     """Publish ``frames`` (in seq order) once the transaction commits."""
-    transaction.on_commit(lambda: realtime.room_events_publish(room_id=room_id, frames=frames))
+    transaction.on_commit(lambda: realtime.room_events_publish([(room_id, frames)]))
 
 
 def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
@@ -472,6 +472,7 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
         mentioned={stored[i].pk: rendered.mention_ids for i, _room, rendered, _root in accepted if rendered.mention_ids},
         room_mentions={stored[i].pk for i, _room, rendered, _root in accepted if rendered.room_mention},
     )
+    announced = []
     for room_id, items in by_room.items():
         seqs = [stored[item[0]].seq for item in items]
         _prune_events(room_id, seqs[0], seqs[-1])
@@ -479,7 +480,8 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
                   for item in items]
         # The room as read under its lock (room_access_many): no query without subscriptions.
         subscriptions.outbox_write(room=items[0][1], kind=protocol.MESSAGE, frames=frames)
-        _announce(room_id, frames)
+        announced.append((room_id, frames))
+    transaction.on_commit(lambda: realtime.room_events_publish(announced))
     return stored
 
 
@@ -489,26 +491,18 @@ def _insert_posted(by_room: dict[int, list], stored: dict[int, Message]) -> list
 
     The same rows as _take_seqs_many and two bulk_create calls, in one round trip instead of
     three and without Django's per-field preparation of every row: the rows travel as one
-    array per column (a statement of fixed text, which psycopg parses once). Should be called
-    under the rooms' locks (message_post_many).
+    JSON parameter (json.dumps is C; psycopg's client-side quoting of an array or of a
+    placeholder per value is Python) in a statement of fixed text, which psycopg parses once.
+    Should be called under the rooms' locks (message_post_many).
     """
     now = timezone.now()
     rows = [(i, room_id, len(items) - 1 - k) for room_id, items in by_room.items() for k, (i, *_rest) in enumerate(items)]
-    columns = [
-        [room_id for _i, room_id, _back in rows],
-        [stored[i].author_id for i, _room_id, _back in rows],
-        [back for _i, _room_id, back in rows],
-        [stored[i].body for i, _room_id, _back in rows],
-        [stored[i].client_id for i, _room_id, _back in rows],
-        [stored[i].html for i, _room_id, _back in rows],
-        [json.dumps(stored[i].mentions) for i, _room_id, _back in rows],
-        [stored[i].reply_to_id for i, _room_id, _back in rows],
-    ]
+    data = json.dumps([
+        [room_id, (m := stored[i]).author_id, back, m.body, m.client_id, m.html, m.mentions, m.reply_to_id]
+        for i, room_id, back in rows
+    ])
     with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_POSTED,
-            [list(by_room), [len(items) for items in by_room.values()], now, *columns, protocol.MESSAGE, now],
-        )
+        cursor.execute(_INSERT_POSTED, [data, now, protocol.MESSAGE, now])
         ids = {(room_id, seq): pk for pk, room_id, seq in cursor.fetchall()}
     last: dict[int, int] = {}  # each room's last seq: the highest returned
     for room_id, seq in ids:
@@ -522,21 +516,24 @@ def _insert_posted(by_room: dict[int, list], stored: dict[int, Message]) -> list
     return list(stored.values())
 
 
+# p: the posts, in stored order (a room's in seq order; ``back`` counts from its last seq);
+# s: each room's seqs taken; m: the messages; e: their room events.
 _INSERT_POSTED = """
-WITH s AS (
+WITH p AS MATERIALIZED (
+    SELECT (r->>0)::bigint AS room_id, (r->>1)::bigint AS author_id, (r->>2)::integer AS back, r->>3 AS body,
+           r->>4 AS client_id, r->>5 AS html, (r->6)::jsonb AS mentions, (r->>7)::bigint AS reply_to_id, ord
+    FROM json_array_elements(%s::json) WITH ORDINALITY AS j(r, ord)
+), s AS (
     UPDATE {room} r SET seq = r.seq + c.n
-    FROM unnest(%s::bigint[], %s::integer[]) AS c(id, n)
-    WHERE r.id = c.id
+    FROM (SELECT room_id, count(*) AS n FROM p GROUP BY room_id) AS c
+    WHERE r.id = c.room_id
     RETURNING r.id, r.seq
 ), m AS (
     INSERT INTO {message} (room_id, author_id, seq, body, client_id, created_at, deleted, html, mentions,
                            reply_to_id, reply_count, reaction_order)
-    SELECT p.room_id, p.author_id, s.seq - p.back, p.body, p.client_id, %s, false, p.html, p.mentions::jsonb,
+    SELECT p.room_id, p.author_id, s.seq - p.back, p.body, p.client_id, %s, false, p.html, p.mentions,
            p.reply_to_id, 0, '[]'::jsonb
-    FROM unnest(%s::bigint[], %s::bigint[], %s::integer[], %s::text[], %s::text[], %s::text[], %s::text[],
-                %s::bigint[]) WITH ORDINALITY AS p(room_id, author_id, back, body, client_id, html, mentions,
-                                                   reply_to_id, ord)
-    JOIN s ON s.id = p.room_id
+    FROM p JOIN s ON s.id = p.room_id
     ORDER BY p.ord
     RETURNING id, room_id, seq
 ), e AS (
