@@ -184,14 +184,14 @@ async def test_without_since_nothing_is_replayed(ann_cookie, other):
 async def test_a_lost_broadcast_is_filled_from_the_database(ann_cookie, other, monkeypatch):
     ann, _ = await joined_socket(ann_cookie)
     published = realtime.room_events_publish
-    monkeypatch.setattr(realtime, "room_events_publish", lambda **kw: None)
+    monkeypatch.setattr(realtime, "room_events_publish", lambda rooms: None)
     await post("general", other, "lost in the layer", "c1")  # its broadcast never happens
     monkeypatch.setattr(realtime, "room_events_publish", published)
     # Nothing follows it: the database poll notices within about a second.
     frame = await ann.recv(timeout=1.5)
     assert frame["seq"] == 1 and frame["message"]["body"] == "lost in the layer"
     # A lost event followed by a live one: the gap is filled before the live event.
-    monkeypatch.setattr(realtime, "room_events_publish", lambda **kw: None)
+    monkeypatch.setattr(realtime, "room_events_publish", lambda rooms: None)
     await post("general", other, "lost again", "c2")
     monkeypatch.setattr(realtime, "room_events_publish", published)
     await post("general", other, "arrives", "c3")

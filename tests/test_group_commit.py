@@ -22,7 +22,7 @@ def published(monkeypatch):
     """(room id, [seqs]) for each announcement, in order."""
     sent = []
     monkeypatch.setattr(
-        realtime, "room_events_publish", lambda *, room_id, frames: sent.append((room_id, [f.seq for f in frames]))
+        realtime, "room_events_publish", lambda rooms: sent.extend((room_id, [f.seq for f in frames]) for room_id, frames in rooms)
     )
     return sent
 
@@ -142,7 +142,8 @@ def test_a_client_id_stored_meanwhile_by_another_door_falls_back_to_one_by_one(p
 @pytest.mark.django_db(transaction=True)
 def test_a_database_error_stores_nothing_of_the_batch(published, monkeypatch):
     room, ann = make_room(), make_user()
-    monkeypatch.setattr(RoomEvent.objects, "bulk_create", lambda *a, **kw: (_ for _ in ()).throw(OperationalError("gone")))
+    # After the batch's rows are inserted (attach runs next, on both databases' paths).
+    monkeypatch.setattr(messages.attachments, "attach", lambda *a, **kw: (_ for _ in ()).throw(OperationalError("gone")))
     with pytest.raises(OperationalError):
         services.message_post_many([services.Post(room, ann, f"m{i}", f"c{i}") for i in range(3)])
     assert Message.objects.count() == 0 and Room.objects.get(pk=room.pk).seq == 0 and published == []

@@ -65,10 +65,10 @@ def published(monkeypatch) -> list[dict]:
     lock = threading.Lock()
     original = realtime.room_events_publish
 
-    def record(*, room_id, frames):
+    def record(rooms):
         with lock:
-            seen.extend(json.loads(f.text) for f in frames)
-        original(room_id=room_id, frames=frames)
+            seen.extend(json.loads(f.text) for _room_id, frames in rooms for f in frames)
+        original(rooms)
 
     monkeypatch.setattr(realtime, "room_events_publish", record)
     return seen

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection, transaction
 
 from chat import protocol, realtime, services
+from chat.services import messages
 from chat.models import Message, Room, RoomEvent
 from chat.protocol import ChatError
 from tests.factories import make_room, make_user
@@ -16,7 +17,7 @@ from tests.factories import make_room, make_user
 def published(monkeypatch):
     """Room events announced to the channel layer, in order."""
     sent = []
-    monkeypatch.setattr(realtime, "room_events_publish", lambda *, room_id, frames: sent.extend((room_id, f.seq) for f in frames))
+    monkeypatch.setattr(realtime, "room_events_publish", lambda rooms: sent.extend((room_id, f.seq) for room_id, frames in rooms for f in frames))
     return sent
 
 
@@ -62,7 +63,8 @@ def test_a_failed_transaction_stores_and_broadcasts_nothing(published, monkeypat
         with transaction.atomic():
             services.message_post(room=room, author=author, body="hi", client_id="c1")
             raise RuntimeError("rolled back")
-    monkeypatch.setattr(RoomEvent.objects, "bulk_create", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("disk full")))
+    # After the message's rows are inserted (attach runs next, on both databases' paths).
+    monkeypatch.setattr(messages.attachments, "attach", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("disk full")))
     with pytest.raises(RuntimeError):
         services.message_post(room=room, author=author, body="hi", client_id="c2")
     assert published == []

@@ -15,7 +15,13 @@ from .feed import RoomFeed, Subscription
 from .hub import Hub, Socket, ahub, current_hub, hub_stop, room_group, user_group
 from .notices import NOTICE_BACKLOG, NoticeOutbox, notice_store
 from .presence import room_online, users_connected
-from .publish import room_ephemeral_publish, room_events_publish, room_notice_publish, user_event_publish, user_notifications_publish
+from .publish import (
+    room_ephemeral_publish,
+    room_events_publish,
+    room_notice_publish,
+    user_event_publish,
+    user_notifications_publish,
+)
 
 __all__ = [
     "NOTICE_BACKLOG",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import replace
 
 from asgiref.sync import async_to_sync
@@ -23,21 +24,25 @@ from .hub import HUBS_GROUP, current_hub, room_group, user_group
 log = logging.getLogger(__name__)
 
 
-def room_events_publish(*, room_id: int, frames: list[RoomEventFrame]) -> None:
-    """Announce committed room events (in seq order) to every process.
+def room_events_publish(rooms: list[tuple[int, list[RoomEventFrame]]]) -> None:
+    """Announce committed room events to every process: ``rooms`` is [(room id, its frames
+    in seq order)] of one transaction (a group commit's rooms).
 
-    One layer message carries them all: a group commit of many posts to one room costs
-    each process one message.
+    One layer message per room carries its frames: a group commit of many posts to one
+    room costs each process one message. The rooms are handed to this process's hub in one
+    wake-up of its loop.
     """
     at = time.time()  # the commit's time, carried to every delivery (metrics.DELIVERY_SECONDS)
-    frames = [replace(frame, at=at) for frame in frames]
-    message = protocol.room_events_message(room_id=room_id, frames=frames, at=at)
-    for frame in frames:
-        kind = metrics.event_type(frame.text)
-        metrics.ROOM_EVENTS.labels(kind).inc()
-        if kind == protocol.MESSAGE:
-            metrics.MESSAGES_STORED.inc()
-    _publish(room_group(room_id), message, local=("room", room_id, frames))
+    items, kinds = [], Counter()
+    for room_id, frames in rooms:
+        frames = [replace(frame, at=at) for frame in frames]
+        kinds.update(metrics.event_type(frame.text) for frame in frames)
+        items.append((room_group(room_id), protocol.room_events_message(room_id=room_id, frames=frames, at=at),
+                      ("room", room_id, frames)))
+    for kind, n in kinds.items():
+        metrics.ROOM_EVENTS.labels(kind).inc(n)
+    metrics.MESSAGES_STORED.inc(kinds[protocol.MESSAGE])
+    _publish_many(items)
 
 
 def room_ephemeral_publish(*, room_id: int, text: str, except_user: int | None = None) -> None:
@@ -73,11 +78,23 @@ def user_notifications_publish(*, notes: list[protocol.NotificationsOfMessage]) 
 
 
 def _publish(group: str, message: protocol.LayerMessage, local: tuple | None = None) -> None:
+    _publish_many([(group, message, local)])
+
+
+def _publish_many(items: list[tuple[str, protocol.LayerMessage, tuple | None]]) -> None:
+    """Hand (group, message, local inbox item) to this process's hub, all in one wake-up of
+    its loop; without a hub, send each to the layer from this thread."""
     hub = current_hub()
     if hub is not None:
-        hub.loop.call_soon_threadsafe(hub.publish, group, message, local)
+        hub.loop.call_soon_threadsafe(_hand_over, hub, items)
         return
-    try:
-        async_to_sync(get_channel_layer().group_send)(group, message)
-    except Exception as exc:
-        log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
+    for group, message, _local in items:
+        try:
+            async_to_sync(get_channel_layer().group_send)(group, message)
+        except Exception as exc:
+            log.warning("channel layer send to %s failed: %r; sockets catch up from the database", group, exc)
+
+
+def _hand_over(hub, items: list[tuple[str, protocol.LayerMessage, tuple | None]]) -> None:
+    for group, message, local in items:
+        hub.publish(group, message, local)
