@@ -16,7 +16,12 @@ measures what one delivery costs instead:
   per-delivery bookkeeping of bench/loadgen.py), the server running natively.
 - ``cpu``: no valgrind; user + system CPU seconds of both processes over the load (the
   kernel's socket work included, which callgrind does not see), every server in turn,
-  ``--repeat`` rounds.
+  ``--repeat`` loads per server process, ``--cycles`` times through the servers.
+- ``profile``: the server under py-spy (bench/requirements.txt), ``--repeat`` loads;
+  bench/profile_top.py summarizes WORK/profile-<server>.txt.
+
+Under callgrind the project runs as bench/cost_asgi.py (its timed background work once an
+hour) and Daphne waits 600 s for a handshake; connections open one at a time.
 
 The load is closed loop so that it does not depend on how fast anything runs: in each round
 each of ``--senders`` clients sends one message (the benchmark's body, see bench/loadgen.py)
@@ -165,7 +170,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def start_server(kind: str, out: Path, db_url: str | None, wrap: list[str]):
+def start_server(kind: str, out: Path, db_url: str | None, wrap: list[str], quiet: bool = False):
     import servers
 
     if ":" in kind:  # "sqlite:/tmp/before": the project at that directory (a `git archive` of a commit)
@@ -178,6 +183,11 @@ def start_server(kind: str, out: Path, db_url: str | None, wrap: list[str]):
     config = servers.config(base if base in ("bare", "tutorial") else "project", out, db_url=db_url, asgi=asgi,
                             wrap=wrap, name=f"cost-{kind}")
     config = replace(config, start_timeout=600 if wrap else 60)
+    if wrap and config.server == "daphne":  # under valgrind a handshake may take longer than Daphne's 5 s
+        config = replace(config, flags=[*config.flags, "--websocket_connect_timeout", "600"])
+    if quiet and base not in ("bare", "tutorial"):  # bench/cost_asgi.py: no timed background work
+        config = replace(config, app="cost_asgi:application",
+                         env={**config.env, "PYTHONPATH": os.pathsep.join([str(servers.PROJECT), str(BENCH)])})
     process = servers.harness.Process(config, out)
     process.start()
     process.wait_healthy()
@@ -195,7 +205,7 @@ def measure_one(kind: str, args, out: Path, db_url: str | None, tokens_file: Pat
     elif args.measure == "profile":  # py-spy starts the server; bench/profile_top.py reads the file
         server_wrap = [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "-r", "500", "-f", "raw",
                        "-o", str(out / f"profile-{safe}.txt"), "--"]
-    server = start_server(kind, out, db_url, server_wrap)
+    server = start_server(kind, out, db_url, server_wrap, quiet=args.measure == "server-callgrind")
     ckind = "bare" if kind == "bare" else "tutorial" if kind == "tutorial" else "project"
     rounds = args.tutorial_rounds if kind == "tutorial" else args.rounds
     try:
