@@ -17,8 +17,6 @@ measures what one delivery costs instead:
 - ``cpu``: no valgrind; user + system CPU seconds of both processes over the load (the
   kernel's socket work included, which callgrind does not see), every server in turn,
   ``--repeat`` loads per server process, ``--cycles`` times through the servers.
-- ``profile``: the server under py-spy (bench/requirements.txt), ``--repeat`` loads;
-  bench/profile_top.py summarizes WORK/profile-<server>.txt.
 
 Under callgrind the project runs as bench/cost_asgi.py (its timed background work once an
 hour) and Daphne waits 600 s for a handshake; connections open one at a time.
@@ -202,9 +200,6 @@ def measure_one(kind: str, args, out: Path, db_url: str | None, tokens_file: Pat
         server_wrap = [*VALGRIND, f"--callgrind-out-file={out}/cg-server-{safe}.%p.out"]
     elif args.measure == "gen-callgrind":
         gen_wrap = [*VALGRIND, f"--callgrind-out-file={out}/cg-gen-{safe}.%p.out"]
-    elif args.measure == "profile":  # py-spy starts the server; bench/profile_top.py reads the file
-        server_wrap = [str(Path(PY).parent / "py-spy"), "record", "--nonblocking", "-r", "500", "-f", "raw",
-                       "-o", str(out / f"profile-{safe}.txt"), "--"]
     server = start_server(kind, out, db_url, server_wrap, quiet=args.measure == "server-callgrind")
     ckind = "bare" if kind == "bare" else "tutorial" if kind == "tutorial" else "project"
     rounds = args.tutorial_rounds if kind == "tutorial" else args.rounds
@@ -213,8 +208,6 @@ def measure_one(kind: str, args, out: Path, db_url: str | None, tokens_file: Pat
                         concurrency=1 if args.measure == "server-callgrind" else 32)
         try:
             client.ask(f"load {max(1, rounds // 4)}")  # warm-up: first-use costs, caches, the JIT-free interpreter's specializations
-            if args.measure == "profile":
-                return {"kind": kind, "rows": [json.loads(client.ask(f"load {rounds}")) for _ in range(args.repeat)]}
             if args.measure == "cpu":
                 rows = []
                 for _ in range(args.repeat):
@@ -239,10 +232,6 @@ def measure_one(kind: str, args, out: Path, db_url: str | None, tokens_file: Pat
         finally:
             client.quit()
     finally:
-        if args.measure == "profile":  # stop the server, not py-spy, which then writes its file
-            child = int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
-            os.kill(child, 15)
-            server.process.wait(60)
         server.stop(60)
 
 
@@ -271,8 +260,6 @@ def main(args) -> None:
 
 def summary(results: dict[str, list[dict]], args) -> str:
     lines = [f"{args.clients} clients in one room, {args.senders} senders, closed loop; measure: {args.measure}"]
-    if args.measure == "profile":
-        return "\n".join([*lines, f"profiles: {args.work}/profile-<server>.txt (bench/profile_top.py)"])
     if args.measure == "cpu":
         lines.append(f"{'server':<16} {'deliveries':>10} {'server µs/deliv':>16} {'generator µs/deliv':>19}  (median of runs; min-max)")
         for kind, rows in results.items():
@@ -302,7 +289,7 @@ def parse_args(argv=None):
     c.add_argument("--clients", type=int, default=100)
     c.add_argument("--senders", type=int, default=10)
     c.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--measure", choices=["server-callgrind", "gen-callgrind", "cpu", "profile"], default="server-callgrind")
+    p.add_argument("--measure", choices=["server-callgrind", "gen-callgrind", "cpu"], default="server-callgrind")
     p.add_argument("--servers", default="bare,sqlite,sqlite-uvicorn,tutorial",
                    help="any of bare, tutorial, sqlite (the project on Daphne), sqlite-uvicorn; a project kind "
                         "with :DIR measures the project at DIR (e.g. sqlite:/tmp/before, a `git archive` of a commit)")
