@@ -136,11 +136,19 @@ class ChatConsumer(AsyncConsumer):
         """Send a room event (or a notice): its ready-made frame where the server allows (serving.frame_writer)."""
         if self.write_frame is None:
             await self.send_text(frame.text)
-        elif not self.closed:
-            if not self.write_frame(frame.wire):
-                self.closed = True  # closing or gone: websocket.disconnect follows
-                return
-            await self._check_backlog()
+        elif not self.write_now(frame.wire):
+            await self.close_slow()
+
+    def write_now(self, wire: bytes) -> bool:
+        """Write ready-made frames (one, or several joined) now, without awaiting: the hub's
+        fast path (realtime.feed), only when ``write_frame`` is not None. False if the socket
+        has fallen too far behind and must be closed now (close_slow())."""
+        if self.closed:
+            return True
+        if not self.write_frame(wire):
+            self.closed = True  # closing or gone: websocket.disconnect follows
+            return True
+        return self.slow is None or not self.slow.too_slow()
 
     def notice_busy(self) -> bool:
         """True while the server holds more unsent bytes than a notice may wait behind
@@ -154,9 +162,12 @@ class ChatConsumer(AsyncConsumer):
 
     async def _check_backlog(self) -> None:
         if self.slow is not None and self.slow.too_slow():
-            # The server buffers what the client does not read; a reconnect resumes with `since`.
-            log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
-            await self.close(protocol.CLOSE_INTERNAL_ERROR)
+            await self.close_slow()
+
+    async def close_slow(self) -> None:
+        # The server buffers what the client does not read; a reconnect resumes with `since`.
+        log.warning("closing a socket of %s that stopped reading (%d bytes unsent)", self.username, self.slow.backlog())
+        await self.close(protocol.CLOSE_INTERNAL_ERROR)
 
     async def send_frame(self, frame: protocol.ServerFrame) -> None:
         await self.send_text(protocol.encode(frame))

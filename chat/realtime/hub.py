@@ -55,6 +55,8 @@ REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups e
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
 WATCH_INTERVAL = 2.0  # seconds between checks that no Redis shard lost this hub's groups
 
+# At most this many room events are applied together (see _dispatch): bounds one write.
+MERGE_MAX = 256
 TYPING_EVERY = 3.0  # seconds: at most one typing frame per user and room
 
 
@@ -371,11 +373,27 @@ class Hub:
                 self.inbox.put_nowait(("notifications", None, message))
 
     async def _dispatch(self) -> None:
-        """Apply inbox items one at a time: this is what keeps each feed in order."""
+        """Apply inbox items one at a time: this is what keeps each feed in order.
+
+        Room events of one room queued one after another are applied together (one run of
+        the feed: each socket gets them in one write); anything else queued between them
+        stops that, so every other item keeps its place.
+        """
+        held = None  # the item that ended a run of one room's events, applied next
         while True:
-            kind, key, payload = await self.inbox.get()
+            if held is None:
+                kind, key, payload = await self.inbox.get()
+            else:
+                (kind, key, payload), held = held, None
             try:
                 if kind in ("room", "fill"):
+                    while len(payload) < MERGE_MAX and not self.inbox.empty():
+                        item = self.inbox.get_nowait()
+                        if item[0] in ("room", "fill") and item[1] == key:
+                            payload = [*payload, *item[2]]
+                        else:
+                            held = item
+                            break
                     feed = self.feeds.get(key)
                     if feed is not None:
                         await feed.accept(payload)

@@ -6,7 +6,9 @@ without a WebSocket close frame (clients see 1006, in-flight HTTP requests are l
 install() replaces that handler with drain.drain(), then stops the reactor.
 
 Daphne's ASGI ``send`` never waits: a socket that does not read makes Twisted buffer the
-frames in memory; send_backlog() reads that buffer's size. Daphne's ``send`` is
+frames in memory; send_backlog() reads that buffer's size. frame_writer() sends a room
+event's ready-made frame on the socket at once when Twisted holds nothing for it (else
+through Twisted's buffer, behind what is there). Daphne's ``send`` is
 ``functools.partial(Server.handle_reply, protocol)``, which is how each function here finds
 the connection's protocol; for any other ``send`` they answer None or False.
 """
@@ -113,14 +115,31 @@ def frame_writer(send) -> Callable[[bytes], bool] | None:
     ws = _protocol(send)
     if ws is None or not hasattr(ws, "sendData") or getattr(ws, "_perMessageCompress", None) is not None:
         return None
+    # A plain TCP connection (not TLS): its socket can take the frame at once.
+    direct = isinstance(ws.transport, tcp.Connection) and all(
+        hasattr(ws.transport, a) for a in ("socket", "dataBuffer", "_tempDataLen", "disconnecting", "_writeDisconnected"))
 
     def write_daphne(frame: bytes) -> bool:
         if ws.state != ws.STATE_OPEN:
             return False
         if ws.send_queue:  # autobahn is sending in chops: queue behind them
             ws.sendData(frame)
-        else:  # what sendData does, less its debug log line (formatted even when off)
-            ws.transport.write(frame)
+            return True
+        t = ws.transport
+        if not direct or t.dataBuffer or t._tempDataLen or t.disconnecting or t._writeDisconnected or not t.connected:
+            # What sendData does, less its debug log line (formatted even when off); after
+            # any bytes Twisted holds, so frames keep their order.
+            t.write(frame)
+            return True
+        # Nothing is waiting: send now, as uvicorn's transport does. Twisted's write would
+        # buffer the frame, register the socket for writing and send it on the reactor's
+        # next turn (two epoll_ctl calls and a chain of Python calls per socket and frame).
+        try:
+            sent = t.socket.send(frame)
+        except OSError:  # EAGAIN, or the connection broke: Twisted's write finds out and handles it
+            sent = 0
+        if sent < len(frame):
+            t.write(frame[sent:] if sent else frame)
         return True
 
     return write_daphne

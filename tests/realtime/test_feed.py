@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from chat import selectors, services
+from chat import metrics, selectors, services
 from chat.db import db_call
 from chat.protocol import RoomEventFrame
 from chat.realtime import RoomFeed, Subscription
@@ -158,3 +158,78 @@ async def test_a_socket_whose_delivery_fails_is_dropped_and_the_others_still_get
     await feed.feed.accept([f1])
     assert feed.dropped == [broken]
     assert feed.socket.seqs == [1]
+
+
+class FastSocket(Socket):
+    """A socket that takes ready-made frames (a server's frame writer): the feed writes a run
+    of events to it in one write_now() call; ``slow_after`` writes, it reports being too slow."""
+
+    def __init__(self, *, slow_after: int | None = None, broken: bool = False):
+        super().__init__(broken=broken)
+        self.write_frame = object()  # not None: the server takes ready-made frames
+        self.writes: list[bytes] = []
+        self.slow_after = slow_after
+        self.closed_slow = 0
+
+    def write_now(self, wire: bytes) -> bool:
+        if self.broken:
+            raise ConnectionError("gone")
+        self.writes.append(wire)
+        return self.slow_after is None or len(self.writes) < self.slow_after
+
+    async def close_slow(self) -> None:
+        self.closed_slow += 1
+
+
+async def test_a_run_of_events_reaches_each_fast_socket_as_one_write_in_seq_order():
+    room_id, (f1, f2, f3, f4) = await room_frames(4)
+    feed = Feed(room_id)
+    await feed.go_live()  # a test socket: every frame through send_event
+    fast = [FastSocket() for _ in range(3)]
+    for socket in fast:
+        sub = Subscription(socket, room_id)
+        await sub.start(last=0)
+        feed.feed.subs.add(sub)
+    before = metrics.DELIVERIES_LIVE._value.get()
+    await feed.feed.accept([f3, f1, f2])
+    await feed.feed.accept([f4, f3])
+    for socket in fast:
+        assert socket.writes == [f1.wire + f2.wire + f3.wire, f4.wire]
+        assert socket.seqs == []  # nothing went the slow way as well
+    assert feed.socket.seqs == [1, 2, 3, 4]
+    assert metrics.DELIVERIES_LIVE._value.get() - before == 4 * 4
+    feed.feed.close()
+
+
+async def test_a_fast_socket_that_is_behind_gets_each_frame_through_its_catch_up_then_runs_fast():
+    room_id, (f1, f2, f3, f4) = await room_frames(4)
+    feed = Feed(room_id, seq=0)
+    await feed.go_live()
+    late = FastSocket()
+    sub = Subscription(late, room_id)
+    feed.feed.subs.add(sub)  # buffering: it has not read the room's seq yet
+    await feed.feed.accept([f1, f2])
+    assert late.writes == [] and late.seqs == []
+    await sub.start(last=1)  # it had 1: 2 comes from the buffer
+    assert late.seqs == [2]
+    await feed.feed.accept([f3, f4])
+    assert late.writes == [f3.wire + f4.wire] and late.seqs == [2]
+    assert feed.socket.seqs == [1, 2, 3, 4]
+
+
+async def test_a_fast_socket_too_far_behind_is_closed_and_one_that_raises_is_dropped():
+    room_id, (f1, f2) = await room_frames(2)
+    feed = Feed(room_id)
+    await feed.go_live()
+    slow, broken = FastSocket(slow_after=2), FastSocket(broken=True)
+    subs = [Subscription(slow, room_id), Subscription(broken, room_id)]
+    for sub in subs:
+        await sub.start(last=0)
+        feed.feed.subs.add(sub)
+    await feed.feed.accept([f1])
+    assert slow.closed_slow == 0
+    assert feed.dropped == [subs[1]]
+    feed.feed.subs.discard(subs[1])  # as the hub's unsubscribe does
+    await feed.feed.accept([f2])
+    assert slow.writes == [f1.wire, f2.wire] and slow.closed_slow == 1
+    assert feed.socket.seqs == [1, 2]
