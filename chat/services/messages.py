@@ -166,8 +166,9 @@ def _take_seqs_many(counts: dict[int, int]) -> dict[int, int]:
     """Take ``counts[room id]`` seqs in each room at once; return {room id: last seq}.
 
     Should be called while holding the rooms' locks, taken in id order (the one order every
-    writer takes them in, so two batches cannot deadlock): message_post_many takes them with
-    the posters' access. Then one UPDATE, whatever the number of rooms.
+    writer takes them in, so two batches cannot deadlock): message_post_many takes them
+    (rules.rooms_lock) before it reads the posters' access, and passes only the rooms it
+    locked. Then one UPDATE, whatever the number of rooms.
     """
     if len(counts) == 1:
         ((room_id, count),) = counts.items()
