@@ -128,7 +128,8 @@ class PostBatcher:
                 break
             if queued.retry_at <= now and not holds.holds(queued.post):
                 batch.append(queued)
-                self.deferred -= queued.retry_at > 0.0
+                if queued.retry_at:
+                    self.deferred -= 1
             else:
                 holds.add(queued.post)
                 rest.append(queued)
