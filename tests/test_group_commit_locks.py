@@ -81,7 +81,18 @@ def test_a_batch_stores_the_rooms_it_can_lock_and_defers_the_others():
     assert stored(held) == [("a1", 1)] and stored(free) == [("b1", 1), ("c1", 2)]
 
 
-def test_without_skip_locked_a_missing_room_is_still_not_found():
+def test_a_topic_for_a_held_room_is_deferred_too():
+    ann = make_user()
+    held = make_room(owner=ann)
+    post = services.Post(held, ann, "/topic fresh", "t1", interactive=True)
+    with room_lock_held(held):
+        assert services.message_post_many([post], skip_locked=True) == [services.DEFERRED]
+        assert Room.objects.get(pk=held.pk).topic == ""
+    (reply,) = services.message_post_many([post], skip_locked=True)
+    assert reply.text == "You set the topic: fresh" and Room.objects.get(pk=held.pk).topic == "fresh"
+
+
+def test_a_missing_room_is_still_not_found():
     ann = make_user()
     gone = make_room()
     Room.objects.filter(pk=gone.pk).delete()

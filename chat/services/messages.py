@@ -275,15 +275,20 @@ def _text_of(post: Post, body: str) -> commands.Text | commands.Action:
     return parsed
 
 
-def _action_run(post: Post, action: commands.Action) -> CommandReply:
+def _action_run(post: Post, action: commands.Action, *, skip_locked: bool = False) -> CommandReply | _Deferred:
     """Run a command that stores no message; raise its refusal (/topic: forbidden unless
-    the author owns or moderates the room)."""
+    the author owns or moderates the room). With ``skip_locked``, a /topic whose room's lock
+    another transaction holds is DEFERRED (message_post_many), not waited for."""
     if action.name == "topic":
-        access = rules.room_access(user=post.author, room=post.room, door=post.door)
-        if access is None:
-            raise ChatError(protocol.NOT_FOUND, "No such room.")
-        # room_update decides under the room's lock and announces `room.updated`.
-        room = room_update(access=access, actor=post.author, topic=action.arg)
+        with transaction.atomic():
+            if skip_locked and not rules.rooms_lock({post.room.pk}, skip_locked=True):
+                if Room.objects.filter(pk=post.room.pk).exists():
+                    return DEFERRED
+            access = rules.room_access(user=post.author, room=post.room, door=post.door)
+            if access is None:
+                raise ChatError(protocol.NOT_FOUND, "No such room.")
+            # room_update decides under the room's lock and announces `room.updated`.
+            room = room_update(access=access, actor=post.author, topic=action.arg)
         text = f"You set the topic: {room.topic}" if room.topic else "You cleared the topic."
         return CommandReply(room=room.slug, text=text, client_id=post.client_id)
     return CommandReply(room=post.room.slug, text=commands.help_text(), client_id=post.client_id)
@@ -367,7 +372,7 @@ def message_post_many(posts: Sequence[Post], *, skip_locked: bool = False, _retr
     # room's lock in room_update); then the batch's transaction judges and stores the rest.
     for i, action in actions.items():
         try:
-            results[i] = _action_run(posts[i], action)
+            results[i] = _action_run(posts[i], action, skip_locked=skip_locked)
         except ChatError as error:
             results[i] = error
     rate, now = post_rate(), timezone.now()
