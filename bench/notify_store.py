@@ -102,7 +102,7 @@ class Poster:
                     target = self.users[-1]
                 body = f"status update {self.counter}" + (f" cc @{target.username}" if kind == "mentions" else " cc nobody")
                 posts.append(services.Post(room=self.room, author=author, body=body, client_id=f"b{self.counter}"))
-            services.message_post_many(posts)
+            services.message_post_many(posts, skip_locked=True)  # as chat/batching.py calls it
         return time.perf_counter() - wall, time.process_time() - cpu
 
 

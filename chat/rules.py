@@ -142,15 +142,41 @@ def room_access_locked(access: RoomAccess, user) -> RoomAccess:
     return fresh
 
 
+def rooms_lock(room_ids: Collection[int], *, skip_locked: bool = False) -> set[int]:
+    """Take the rooms' locks (the row locks their seq UPDATEs take) in id order, the one order
+    every writer takes them in, until the transaction ends; return the ids of the rooms locked.
+
+    Call it inside transaction.atomic(), in a statement before the reads the change depends on
+    (see room_access). A room that does not exist is not locked. With ``skip_locked`` a room
+    whose lock another transaction holds is skipped instead of waited for (SKIP LOCKED: the
+    group commit defers that room's posts, chat/batching.py); without, the wait lasts until
+    the lock is free or lock_timeout (chat/pgdeadline.py) fails the transaction.
+
+    SQLite has no row locks: its IMMEDIATE transactions hold the database's write lock from
+    BEGIN, so every room is "locked" already and nothing is skipped (every id is returned).
+    """
+    if not connection.features.has_select_for_update:
+        return set(room_ids)
+    ids = sorted(room_ids)
+    if not ids:
+        return set()
+    table = connection.ops.quote_name(Room._meta.db_table)
+    marks = ", ".join(["%s"] * len(ids))
+    # Rows are locked as they leave the sort: in id order.
+    skip = " SKIP LOCKED" if skip_locked else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE{skip}", ids)
+        return {row[0] for row in cursor.fetchall()}
+
+
 def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) -> dict[tuple[int, int, Door], RoomAccess]:
     """room_access for many (room id, user, door) at once: {(room id, user id, door): access}.
 
     One query whatever the number of pairs, in SQL written out (the group commit asks for
     every batch, and building the equivalent ORM query costs more than running it); a
-    missing room has no entry. ``lock`` first takes the rooms' locks (the row locks their
-    seq UPDATEs take) in id order, the one order every writer takes them in, until the
-    transaction ends, in a statement of its own (see room_access): call it so inside
-    transaction.atomic().
+    missing room has no entry. ``lock`` first takes the rooms' locks with rooms_lock(), in
+    a statement of its own (see room_access): call it so inside transaction.atomic(). (The
+    group commit calls rooms_lock itself, to skip the rooms it cannot lock at once.)
     """
     if not keys:
         return {}
@@ -167,16 +193,8 @@ def room_access_many(keys: set[tuple[int, Any, Door]], *, lock: bool = False) ->
         f" EXISTS (SELECT 1 FROM {table[Mute]} x WHERE {in_force}) AS pair_muted"
         f" FROM (VALUES {values}) AS p JOIN {table[Room]} r ON r.id = p.column1"
     )
-    if lock and connection.features.has_select_for_update:
-        # The locks first, in a statement of their own (see room_access), in id order: rows
-        # are locked as they leave the sort. (SQLite has no row locks: its IMMEDIATE
-        # transactions hold the database's write lock from BEGIN.)
-        room_ids = sorted({room_id for room_id, _user in pairs})
-        marks = ", ".join(["%s"] * len(room_ids))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {table[Room]} WHERE id IN ({marks}) ORDER BY id FOR NO KEY UPDATE", room_ids
-            )
+    if lock:
+        rooms_lock({room_id for room_id, _user in pairs})
     params = [now, now] + [value for pair in pairs for value in pair]
     moderators = {user_id: is_site_moderator(user) for user_id, user in users.items()}
     bots = {user_id: protocol.is_bot(user) for user_id, user in users.items()}

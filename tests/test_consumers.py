@@ -331,14 +331,14 @@ async def test_database_errors_answer_unavailable_and_other_errors_server_error(
 
     ann, _ = await joined_socket(ann_cookie)
 
-    def down(posts):
+    def down(posts, **kwargs):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(services, "message_post_many", down)
     await ann.send(type="send", room="general", body="hi", client_id="x")
     assert (await ann.recv())["code"] == "unavailable"
 
-    def broken(posts):
+    def broken(posts, **kwargs):
         raise KeyError("bug")
 
     monkeypatch.setattr(services, "message_post_many", broken)

@@ -185,7 +185,7 @@ async def test_concurrent_sends_are_stored_in_shared_transactions_and_each_acked
     socks = await sockets_in("general", users)
     batches = []
     store = services.message_post_many
-    monkeypatch.setattr(services, "message_post_many", lambda posts: batches.append(len(posts)) or store(posts))
+    monkeypatch.setattr(services, "message_post_many", lambda posts, **kw: batches.append(len(posts)) or store(posts, **kw))
     for round_ in range(3):
         await asyncio.gather(*(s.send(type="send", room="general", body=f"r{round_}", client_id=f"r{round_}") for s in socks))
     seen = [await collect(sock, answers=3, events=24) for sock in socks]
@@ -204,10 +204,10 @@ async def test_one_post_that_breaks_a_batch_costs_the_others_nothing(settings, m
     socks = await sockets_in("general", users)
     store = services.message_post_many
 
-    def fragile(posts):
+    def fragile(posts, **kwargs):
         if any(p.body == "poison" for p in posts):
             raise RuntimeError("a bug")
-        return store(posts)
+        return store(posts, **kwargs)
 
     monkeypatch.setattr(services, "message_post_many", fragile)
     bodies = ["ok0", "poison", "ok2", "ok3"]
@@ -224,7 +224,7 @@ async def test_a_database_outage_answers_unavailable_to_every_sender(settings, m
     users = [await database_sync_to_async(make_user)() for _ in range(3)]
     socks = await sockets_in("general", users)
 
-    def down(posts):
+    def down(posts, **kwargs):
         raise OperationalError("the database is down")
 
     monkeypatch.setattr(services, "message_post_many", down)

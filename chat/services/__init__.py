@@ -38,7 +38,9 @@ from .subscriptions import (  # noqa: F401
 
 # Messages and their room events (posting, group commit, edits, deletions, the rate).
 from .messages import (  # noqa: F401
+    DEFERRED,
     EVENTS_KEPT,
+    Holds,
     Post,
     PostResult,
     check_post_rate,

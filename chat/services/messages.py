@@ -167,8 +167,9 @@ def _take_seqs_many(counts: dict[int, int]) -> dict[int, int]:
     """Take ``counts[room id]`` seqs in each room at once; return {room id: last seq}.
 
     Should be called while holding the rooms' locks, taken in id order (the one order every
-    writer takes them in, so two batches cannot deadlock): message_post_many takes them with
-    the posters' access. Then one UPDATE, whatever the number of rooms.
+    writer takes them in, so two batches cannot deadlock): message_post_many takes them
+    (rules.rooms_lock) before it reads the posters' access, and passes only the rooms it
+    locked. Then one UPDATE, whatever the number of rooms.
     """
     if len(counts) == 1:
         ((room_id, count),) = counts.items()
@@ -226,7 +227,40 @@ class Post:
     interactive: bool = False
 
 
-PostResult = tuple[Message, bool] | ChatError | CommandReply
+class _Deferred:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFERRED"
+
+
+# message_post_many(skip_locked=True)'s result for a post it did not judge: its room's lock
+# was held by another transaction (or an earlier deferred post holds it back, see Holds).
+# Nothing of it was stored or counted; the caller tries it again later (chat/batching.py).
+DEFERRED = _Deferred()
+
+PostResult = tuple[Message, bool] | ChatError | CommandReply | _Deferred
+
+
+class Holds:
+    """The rooms and (author id, client_id) keys of deferred posts: a post queued after a
+    deferred one in the same room, or with the same key, is deferred too, so a room's seqs
+    keep the order its posts were queued in and a repeated client_id still gets the first
+    post's message. (A post with the same key in another room holds that room as well: what
+    was queued after it there must not overtake it.)"""
+
+    __slots__ = ("rooms", "keys")
+
+    def __init__(self) -> None:
+        self.rooms: set[int] = set()
+        self.keys: set[tuple[int, str]] = set()
+
+    def holds(self, post: Post) -> bool:
+        return post.room.pk in self.rooms or (post.author.pk, post.client_id) in self.keys
+
+    def add(self, post: Post) -> None:
+        self.rooms.add(post.room.pk)
+        self.keys.add((post.author.pk, post.client_id))
 
 
 def _text_of(post: Post, body: str) -> commands.Text | commands.Action:
@@ -242,15 +276,20 @@ def _text_of(post: Post, body: str) -> commands.Text | commands.Action:
     return parsed
 
 
-def _action_run(post: Post, action: commands.Action) -> CommandReply:
+def _action_run(post: Post, action: commands.Action, *, skip_locked: bool = False) -> CommandReply | _Deferred:
     """Run a command that stores no message; raise its refusal (/topic: forbidden unless
-    the author owns or moderates the room)."""
+    the author owns or moderates the room). With ``skip_locked``, a /topic whose room's lock
+    another transaction holds is DEFERRED (message_post_many), not waited for."""
     if action.name == "topic":
-        access = rules.room_access(user=post.author, room=post.room, door=post.door)
-        if access is None:
-            raise ChatError(protocol.NOT_FOUND, "No such room.")
-        # room_update decides under the room's lock and announces `room.updated`.
-        room = room_update(access=access, actor=post.author, topic=action.arg)
+        with transaction.atomic():
+            if skip_locked and not rules.rooms_lock({post.room.pk}, skip_locked=True):
+                if Room.objects.filter(pk=post.room.pk).exists():
+                    return DEFERRED
+            access = rules.room_access(user=post.author, room=post.room, door=post.door)
+            if access is None:
+                raise ChatError(protocol.NOT_FOUND, "No such room.")
+            # room_update decides under the room's lock and announces `room.updated`.
+            room = room_update(access=access, actor=post.author, topic=action.arg)
         text = f"You set the topic: {room.topic}" if room.topic else "You cleared the topic."
         return CommandReply(room=room.slug, text=text, client_id=post.client_id)
     return CommandReply(room=post.room.slug, text=commands.help_text(), client_id=post.client_id)
@@ -285,7 +324,7 @@ def message_post(
     return result
 
 
-def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[PostResult]:
+def message_post_many(posts: Sequence[Post], *, skip_locked: bool = False, _retried: bool = False) -> list[PostResult]:
     """Store many posts in one transaction (group commit); return one result per post.
 
     Each post is judged as message_post would judge it alone, in order (an earlier post of
@@ -296,6 +335,13 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     in batch order (one UPDATE per room, rooms locked in id order), are inserted with two
     bulk INSERTs and are announced, in seq order, after the one commit. A database error
     raises for the whole batch; nothing of it is stored.
+
+    With ``skip_locked`` (the socket's group commit) a room whose lock another transaction
+    holds is not waited for: its posts, and those Holds keeps behind them, are answered
+    DEFERRED, not judged, stored or counted against the rate, so the other rooms of the
+    batch are not held up; the caller tries them again later, ahead of anything newer
+    (chat/batching.py). Without it the batch waits for every room's lock (lock_timeout).
+    A repeat of a message already stored is answered at once either way (it takes no seq).
     """
     results: list[PostResult | int | None] = [None] * len(posts)
     for i, post in enumerate(posts):
@@ -327,7 +373,7 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     # room's lock in room_update); then the batch's transaction judges and stores the rest.
     for i, action in actions.items():
         try:
-            results[i] = _action_run(posts[i], action)
+            results[i] = _action_run(posts[i], action, skip_locked=skip_locked)
         except ChatError as error:
             results[i] = error
     rate, now = post_rate(), timezone.now()
@@ -336,10 +382,10 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
         with transaction.atomic():
             # Who may post is read under the rooms' locks, in the transaction that stores the
             # posts: a mute, ban or room lock committed before the batch took the locks is seen.
-            accesses = rules.room_access_many(
-                {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}, lock=True
-            )
-            _judge_and_store(posts, results, existing, accesses, bodies, rate=rate, recent=recent, now=now)
+            keys = {(p.room.pk, p.author, p.door) for p, r in zip(posts, results) if r is None}
+            locked = rules.rooms_lock({room_id for room_id, _user, _door in keys}, skip_locked=skip_locked)
+            accesses = rules.room_access_many(keys)
+            _judge_and_store(posts, results, existing, accesses, bodies, locked, rate=rate, recent=recent, now=now)
     except IntegrityError:
         # Another door stored one of these (author, client_id) after the lookup above. The
         # whole batch was rolled back (nothing announced): judge each post again alone, when
@@ -347,11 +393,20 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
         # would cost two round trips a batch.)
         if _retried:
             raise
-        # The commands already run keep their answers (they are not run twice).
-        return [
-            results[i] if i in actions else message_post_many([post], _retried=True)[0]  # type: ignore[misc]
-            for i, post in enumerate(posts)
-        ]
+        # The commands already run keep their answers (they are not run twice); once a post
+        # is deferred, what Holds keeps behind it is deferred without being tried.
+        alone: list[PostResult] = []
+        holds = Holds()
+        for i, post in enumerate(posts):
+            if i in actions:
+                alone.append(results[i])  # type: ignore[arg-type]
+            elif holds.holds(post):
+                alone.append(DEFERRED)
+            else:
+                alone.append(message_post_many([post], skip_locked=skip_locked, _retried=True)[0])
+                if alone[-1] is DEFERRED:
+                    holds.add(post)
+        return alone
     for i, result in enumerate(results):
         if isinstance(result, int):
             first = results[result]
@@ -359,18 +414,23 @@ def message_post_many(posts: Sequence[Post], *, _retried: bool = False) -> list[
     return results  # type: ignore[return-value]
 
 
-def _judge_and_store(posts, results, existing, accesses, bodies, *, rate, recent, now) -> None:
+def _judge_and_store(posts, results, existing, accesses, bodies, locked, *, rate, recent, now) -> None:
     """Fill ``results`` for the posts not yet refused: judge each in order, store the accepted.
 
-    Should be called inside the transaction holding the rooms' locks (message_post_many), so
-    the messages replied to are read as they stand (a deletion cannot come in between).
+    Should be called inside the transaction holding the ``locked`` rooms' locks
+    (message_post_many), so the messages replied to are read as they stand (a deletion
+    cannot come in between). A post of an existing room not in ``locked`` is DEFERRED, and
+    so is what Holds keeps behind it.
     """
     first_index: dict[tuple[int, str], int] = {}
     queued: dict[int, int] = {}
     accepted: list[tuple[int, Room, Rendered, Message | None]] = []
-    answered = {p.reply_to for p, r in zip(posts, results) if r is None and p.reply_to is not None}
+    judged = [p for p, r in zip(posts, results) if r is None and p.room.pk in locked]
+    answered = {p.reply_to for p in judged if p.reply_to is not None}
     targets = Message.objects.select_related(*selectors.MESSAGE_RELATED).in_bulk(answered) if answered else {}
-    uploads, claimed = attachments.uploads_locked(posts), set()
+    # Only the uploads of posts whose rooms are locked: no wait behind a deferred room's poster.
+    uploads, claimed = attachments.uploads_locked(judged), set()
+    holds = Holds()
     for i, post in enumerate(posts):
         if results[i] is not None:
             continue
@@ -381,9 +441,14 @@ def _judge_and_store(posts, results, existing, accesses, bodies, *, rate, recent
         if key in first_index:
             results[i] = first_index[key]  # resolved to that post's message below
             continue
+        access = accesses.get((post.room.pk, post.author.pk, post.door))
+        if (post.room.pk not in locked and access is not None) or (holds.rooms and holds.holds(post)):
+            results[i] = DEFERRED
+            holds.add(post)
+            continue
         try:
             # PROTOCOL.md 3.4's order: permissions, then the body (and what it answers), then the rate.
-            room = rules.check_post(accesses.get((post.room.pk, post.author.pk, post.door))).room
+            room = rules.check_post(access).room
             rendered = bodies[i]
             if isinstance(rendered, ChatError):
                 raise rendered

@@ -78,7 +78,7 @@ def outbox_write(*, room: Room, kind: str, frames: Sequence[protocol.RoomEventFr
     active subscriptions.
 
     Should be called in the transaction that records the events, with ``room`` read under
-    the room's lock (rules.room_access(lock=True) or room_access_many(lock=True)).
+    the room's lock (rules.room_access(lock=True), or room_access_many after rules.rooms_lock).
     """
     if not room.subscriptions_active:
         return
