@@ -27,7 +27,7 @@ def _postgresql_only(settings, monkeypatch):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite has no row locks: a batch waits for the database's one write lock, nothing to skip")
     settings.CHAT_POST_RATE = "0"
-    monkeypatch.setattr(realtime, "room_events_publish", lambda *, room_id, frames: None)
+    monkeypatch.setattr(realtime, "room_events_publish", lambda rooms: None)
 
 
 @contextlib.contextmanager
