@@ -51,7 +51,7 @@ POLL_INTERVAL = 0.5  # seconds between database checks of every feed's seq
 FILL_DELAY = 0.1
 FILL_DELAY_LAYER = 0.5
 LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
-GROUP_OPS_AT_ONCE = 32  # group adds and discards in flight at once (redis-py pools hold 100 connections)
+LAYER_WRITES_AT_ONCE = 32  # queued layer writes taken at once (redis-py pools hold 100 connections)
 REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
 WATCH_INTERVAL = 2.0  # seconds between checks that no Redis shard lost this hub's groups
@@ -266,27 +266,28 @@ class Hub:
         log.warning("channel layer %s failed: %r", what, exc)
 
     async def _publish(self) -> None:
-        """Run layer writes in the order they were queued: a send alone, and a run of adds
-        and discards of distinct groups at once. (One at a time, a reconnect storm's
-        thousands of user groups, each a round trip or two on a busy loop, fell seconds
-        behind: every attach timed out, and each timeout queued a refresh of every group.)"""
+        """Run layer writes in the order they were queued within each group (a room's
+        broadcasts in seq order; an add and a discard of one group in turn); the writes of
+        different groups queued meanwhile run at once. (One at a time, a reconnect storm's
+        thousands of user-group adds and presence broadcasts, each a round trip or two on a
+        busy loop, fell seconds behind: attaches timed out, and each timeout queued a
+        refresh of every group.)"""
         await self.started
-        carried = None
         while True:
-            first = carried or await self.outbox.get()
-            carried = None
-            run, groups = [first], {first[1]}
-            while first[0] != "send" and len(run) < GROUP_OPS_AT_ONCE and not self.outbox.empty():
-                item = self.outbox.get_nowait()
-                if item[0] == "send" or item[1] in groups:
-                    carried = item  # after this run: the order of sends, and of one group's ops
-                    break
-                run.append(item)
-                groups.add(item[1])
-            if len(run) == 1:
-                await self._layer_write(*first)
+            queued = [await self.outbox.get()]
+            while len(queued) < LAYER_WRITES_AT_ONCE and not self.outbox.empty():
+                queued.append(self.outbox.get_nowait())
+            by_group: dict[str, list[tuple]] = {}
+            for item in queued:
+                by_group.setdefault(item[1], []).append(item)
+            if len(by_group) == 1:
+                await self._layer_writes(queued)
             else:
-                await asyncio.gather(*(self._layer_write(*item) for item in run))
+                await asyncio.gather(*(self._layer_writes(items) for items in by_group.values()))
+
+    async def _layer_writes(self, items: list[tuple]) -> None:
+        for item in items:
+            await self._layer_write(*item)
 
     async def _layer_write(self, op: str, group: str, message, done: asyncio.Future | None) -> None:
         """One layer write; a failure is recorded (the refresh re-joins), never raised."""
