@@ -67,17 +67,20 @@ class Load:
     """Runs every member's connection and sender until finish()."""
 
     def __init__(self, ws_url: str, http_url: str, members: list[Member], *, max_backoff: float = 1.0,
-                 first_backoff: float = 0.05, handshakes: int | None = None):
+                 first_backoff: float = 0.05, handshakes: int | None = None, open_timeout: float = 5.0):
         """Reconnects back off as the page's do (chat/static/chat/socket.js): a delay in
         [ceiling / 2, ceiling], the ceiling doubling from ``first_backoff`` up to
         ``max_backoff`` (after a 1013, from TRY_AGAIN_FIRST up to TRY_AGAIN_CAP), back to
         the bottom once the room is joined. The page's are 0.5 s and 10 s; the other
         scenarios start lower so as to measure the server rather than the wait.
-        ``handshakes``: at most this many handshakes in flight at once (None: no limit)."""
+        ``handshakes``: at most this many handshakes in flight at once (None: no limit);
+        ``open_timeout``: how long a connect and handshake may take (the page sets none: the
+        browser waits; a client that gives up early only makes the server's work wasted)."""
         self.ws_url = ws_url
         self.http_url = http_url
         self.members = members
         self.first_backoff = first_backoff
+        self.open_timeout = open_timeout
         self.max_backoff = max_backoff
         self.handshaking = asyncio.Semaphore(handshakes) if handshakes else None
         self.sending = False
@@ -156,12 +159,12 @@ class Load:
             if slot is not None:
                 await slot.acquire()
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, address), 5)
+                await asyncio.wait_for(loop.sock_connect(sock, address), self.open_timeout)
                 async with connect(
                     f"{self.ws_url}/ws/chat/",
                     sock=sock,
                     additional_headers={"Authorization": f"Token {member.token}"},
-                    open_timeout=5, ping_interval=None, close_timeout=2, proxy=None, compression=None,
+                    open_timeout=self.open_timeout, ping_interval=None, close_timeout=2, proxy=None, compression=None,
                     max_queue=16,
                 ) as ws:
                     if slot is not None:
