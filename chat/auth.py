@@ -15,8 +15,10 @@ Offering only unknown subprotocols is refused at the handshake too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from http.cookies import SimpleCookie
 from types import SimpleNamespace
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
@@ -26,6 +28,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
 from . import protocol, rules, services
+from .coalesce import coalesced, each
 from .db import db_call
 
 
@@ -55,15 +58,31 @@ def _session_user(session_key: str):
     return auth.get_user(request)
 
 
-def _token_user(key: str):
+def _token_handshakes(keys: Sequence[str]) -> list[tuple[Any, bool]]:
+    """For each token key, in order: its active user (else anonymous) and whether the
+    handshake is site-banned; two queries for them all (chat/coalesce.py)."""
     from rest_framework.authtoken.models import Token
 
-    if not _plausible_key(key):
-        return AnonymousUser()
-    token = Token.objects.select_related("user__chat_bot").filter(key=key).first()
-    if token is None or not token.user.is_active:
-        return AnonymousUser()
-    return token.user
+    plausible = {key for key in keys if _plausible_key(key)}
+    found = Token.objects.select_related("user__chat_bot").filter(key__in=plausible) if plausible else []
+    tokens = {token.key: token for token in found}
+    users = []
+    for key in keys:
+        token = tokens.pop(key, None)  # a key given twice: the second socket loads its own user
+        if token is None and key in plausible:
+            token = Token.objects.select_related("user__chat_bot").filter(key=key).first()
+        users.append(token.user if token is not None and token.user.is_active else AnonymousUser())
+    banned = rules.handshake_banned_many([(user, None, key) for user, key in zip(users, keys)])
+    return list(zip(users, banned))
+
+
+def _session_handshakes(session_keys: Sequence[str]) -> list[tuple[Any, bool] | Exception]:
+    """For each session key, in order: its user and whether the handshake is site-banned
+    (the bans in one query)."""
+    users = each(_session_user, session_keys)
+    ok = [(user, key) for user, key in zip(users, session_keys) if not isinstance(user, Exception)]
+    banned = iter(rules.handshake_banned_many([(user, key, None) for user, key in ok]))
+    return [user if isinstance(user, Exception) else (user, next(banned)) for user in users]
 
 
 def _connect_token(scope) -> str | None:
@@ -119,17 +138,19 @@ class ChatAuthMiddleware:
             return None
         scope = dict(scope, user=AnonymousUser(), session_key=None, auth_token=None)
         connect_token = _connect_token(scope)
+        # A token's or a session's user and site ban come in one database call shared with
+        # the other handshakes waiting meanwhile (a reconnect storm: chat/coalesce.py).
         if authorization.startswith("Token "):
             key = authorization[len("Token ") :].strip()
-            scope["user"] = await db_call(_token_user)(key)
+            scope["user"], scope["site_banned"] = await coalesced(_token_handshakes, key)
             scope["auth_token"] = key
         elif connect_token is not None:
             # A used, expired or forged one leaves the socket anonymous: 4401, as for any failure.
             scope["user"] = await db_call(services.connect_token_redeem)(token=connect_token) or AnonymousUser()
         elif session_key is not None:
-            scope["user"] = await db_call(_session_user)(session_key)
+            scope["user"], scope["site_banned"] = await coalesced(_session_handshakes, session_key)
             scope["session_key"] = session_key
-        if scope["session_key"] or scope["auth_token"] or scope["user"].is_authenticated:
+        if "site_banned" not in scope and scope["user"].is_authenticated:
             # A site-banned user's handshake is accepted, then closed with 4403 (PROTOCOL.md 5).
             scope["site_banned"] = await db_call(rules.handshake_banned)(
                 user=scope["user"], session_key=scope["session_key"], token=scope["auth_token"]

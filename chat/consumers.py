@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from channels.consumer import AsyncConsumer
@@ -14,6 +16,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import batching, metrics, protocol, realtime, rules, selectors, serving, services
+from .coalesce import coalesced, each
 from .db import db_call
 from .models import Room
 from .commands import CommandReply
@@ -25,10 +28,23 @@ FLOOD_WINDOW = 10.0  # seconds
 FLOOD_LIMIT = 10  # rate_limited replies within the window before closing with 4429
 
 
-def _join_room(*, user, slug: str):
-    access = rules.room_access(user=user, slug=slug, door=rules.Door.SOCKET)
-    services.room_join(access=access, user=user)
-    return access.room
+def _join_rooms(joins: Sequence[tuple[Any, str]]) -> list[Room | Exception]:
+    """Join each (user, slug), in order: its room, or the ChatError refusing it. The rooms and
+    everyone's standing in two queries however many joins (chat/coalesce.py)."""
+    ids = dict(Room.objects.filter(slug__in={slug for _user, slug in joins}).values_list("slug", "pk"))
+    accesses = rules.room_access_many({(ids[slug], user, rules.Door.SOCKET) for user, slug in joins if slug in ids})
+    given: set[int] = set()
+
+    def join(item):
+        user, slug = item
+        access = accesses.get((ids.get(slug), user.pk, rules.Door.SOCKET))
+        services.room_join(access=access, user=user)
+        # Two sockets of one user in one batch share an access: each keeps a room of its own.
+        room = access.room if id(access) not in given else copy.copy(access.room)
+        given.add(id(access))
+        return room
+
+    return each(join, joins)
 
 
 class ChatConsumer(AsyncConsumer):
@@ -253,10 +269,11 @@ class ChatConsumer(AsyncConsumer):
         self._leave(slug)
         self.join_kicks = {}
         try:
-            room = await db_call(_join_room)(user=self.user, slug=slug)
+            # Coalesced with the other joins waiting meanwhile (a reconnect storm: chat/coalesce.py).
+            room = await coalesced(_join_rooms, (self.user, slug))
             sub = await self.hub.subscribe(self, room.pk, room.slug)
             try:
-                resume = await db_call(selectors.room_resume)(room_id=room.pk, since=frame.get("since"))
+                resume = await coalesced(selectors.room_resume_many, (room.pk, frame.get("since")))
                 online = await self.hub.online(room.pk, including=self.username)
             except BaseException:
                 self.hub.unsubscribe(sub)

@@ -467,3 +467,17 @@ def handshake_banned(*, user, session_key: str | None = None, token: str | None 
         return False
     bans = SiteBan.objects.filter(active_until_q(timezone.now()))
     return SiteBanKey.objects.filter(digest__in=digests, ban__in=bans).exists()
+
+
+def handshake_banned_many(handshakes: Collection[tuple[Any, str | None, str | None]]) -> list[bool]:
+    """handshake_banned() for many (user, session key, token) at once, in order: one query
+    for all the authenticated users (the reconnect storm's handshakes, chat/coalesce.py)."""
+    user_ids = {user.pk for user, _key, _token in handshakes if user.is_authenticated}
+    banned = set()
+    if user_ids:
+        bans = SiteBan.objects.filter(active_until_q(timezone.now()), user_id__in=user_ids)
+        banned = set(bans.values_list("user_id", flat=True))
+    return [
+        user.pk in banned if user.is_authenticated else handshake_banned(user=user, session_key=key, token=token)
+        for user, key, token in handshakes
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection
@@ -121,12 +122,36 @@ def room_resume(*, room_id: int, since: int | None) -> Resume:
 
     The seq is read first: seqs commit in order, so every event up to it is committed.
     """
-    seq = room_seq(room_id=room_id)
-    if since is None or since == seq:
-        return Resume(seq=seq, frames=[], resync=False)
-    if since > seq or since < 0 or seq - since > EVENTS_KEPT:
-        return Resume(seq=seq, frames=[], resync=True)
-    return Resume(seq=seq, frames=event_frames(room_id=room_id, after=since, upto=seq), resync=False)
+    resume = room_resume_many([(room_id, since)])[0]
+    if isinstance(resume, Exception):
+        raise resume
+    return resume
+
+
+def room_resume_many(resumes: Sequence[tuple[int, int | None]]) -> list[Resume | Exception]:
+    """room_resume() for many (room id, since), in order (Room.DoesNotExist for a room that
+    is gone): the seqs in one query, then each room's events once, from the lowest ``since``
+    of its resumes (the joins of a reconnect storm, chat/coalesce.py)."""
+    seqs = room_seqs(room_ids=list({room_id for room_id, _since in resumes}))
+
+    def replays(since: int | None, seq: int) -> bool:
+        return since is not None and 0 <= since < seq and seq - since <= EVENTS_KEPT
+
+    lowest: dict[int, int] = {}
+    for room_id, since in resumes:
+        if room_id in seqs and replays(since, seqs[room_id]):
+            lowest[room_id] = min(since, lowest.get(room_id, since))
+    frames = {room_id: event_frames(room_id=room_id, after=low, upto=seqs[room_id]) for room_id, low in lowest.items()}
+    results: list[Resume | Exception] = []
+    for room_id, since in resumes:
+        seq = seqs.get(room_id)
+        if seq is None:
+            results.append(Room.DoesNotExist(f"no room {room_id}"))
+        elif replays(since, seq):
+            results.append(Resume(seq=seq, frames=[f for f in frames[room_id] if f.seq > since], resync=False))
+        else:
+            results.append(Resume(seq=seq, frames=[], resync=since is not None and since != seq))
+    return results
 
 
 # --- rooms and history (REST API) -----------------------------------------------------

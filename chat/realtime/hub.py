@@ -51,6 +51,7 @@ POLL_INTERVAL = 0.5  # seconds between database checks of every feed's seq
 FILL_DELAY = 0.1
 FILL_DELAY_LAYER = 0.5
 LAYER_TIMEOUT = 2.0  # group_add / group_discard give up after this
+LAYER_WRITES_AT_ONCE = 32  # queued layer writes taken at once (redis-py pools hold 100 connections)
 REFRESH_HEALTHY = 60.0  # re-join all groups this often (channels-redis groups expire)
 REFRESH_UNHEALTHY = 3.0  # ... and this often after a layer error (Redis restarted empty)
 WATCH_INTERVAL = 2.0  # seconds between checks that no Redis shard lost this hub's groups
@@ -113,6 +114,7 @@ class Hub:
         self.layer_failed = asyncio.Event()  # set by a layer failure: the refresh runs soon
         self.layer_errors = 0  # channel-layer failures since start
         self.presence = PresenceTracker(presence_store(), announce=self._announce)
+        self.online_reads: dict[int, asyncio.Task] = {}  # room -> the presence read under way
         self.started = loop.create_task(self._start())
         self.tasks: list[asyncio.Task] = []
 
@@ -266,29 +268,56 @@ class Hub:
         log.warning("channel layer %s failed: %r", what, exc)
 
     async def _publish(self) -> None:
-        """Run layer writes one at a time, in the order they were queued."""
+        """Run layer writes in the order they were queued within each group (a room's
+        broadcasts in seq order; an add and a discard of one group in turn); the writes of
+        different groups queued meanwhile run at once. (One at a time, a reconnect storm's
+        thousands of user-group adds and presence broadcasts, each a round trip or two on a
+        busy loop, fell seconds behind: attaches timed out, and each timeout queued a
+        refresh of every group.)"""
         await self.started
         while True:
-            op, group, message, done = await self.outbox.get()
-            try:
-                if op == "send":
-                    await self.layer.group_send(group, message)
-                    metrics.LAYER_SENT.labels(message["type"]).inc()
-                elif op == "add":
-                    await asyncio.wait_for(self.layer.group_add(group, self.channel), LAYER_TIMEOUT)
-                else:
-                    await asyncio.wait_for(self.layer.group_discard(group, self.channel), LAYER_TIMEOUT)
-            except Exception as exc:
-                self._layer_failed(f"{op} {group}", exc)
-            finally:
-                if done is not None and not done.done():
-                    done.set_result(None)
+            queued = [await self.outbox.get()]
+            while len(queued) < LAYER_WRITES_AT_ONCE and not self.outbox.empty():
+                queued.append(self.outbox.get_nowait())
+            by_group: dict[str, list[tuple]] = {}
+            for item in queued:
+                by_group.setdefault(item[1], []).append(item)
+            if len(by_group) == 1:
+                await self._layer_writes(queued)
+            else:
+                await asyncio.gather(*(self._layer_writes(items) for items in by_group.values()))
+
+    async def _layer_writes(self, items: list[tuple]) -> None:
+        for item in items:
+            await self._layer_write(*item)
+
+    async def _layer_write(self, op: str, group: str, message, done: asyncio.Future | None) -> None:
+        """One layer write; a failure is recorded (the refresh re-joins), never raised."""
+        try:
+            if op == "send":
+                await self.layer.group_send(group, message)
+                metrics.LAYER_SENT.labels(message["type"]).inc()
+            elif op == "add":
+                await asyncio.wait_for(self.layer.group_add(group, self.channel), LAYER_TIMEOUT)
+            else:
+                await asyncio.wait_for(self.layer.group_discard(group, self.channel), LAYER_TIMEOUT)
+        except Exception as exc:
+            self._layer_failed(f"{op} {group}", exc)
+        finally:
+            if done is not None and not done.done():
+                done.set_result(None)
 
     # -- presence --
 
     async def _store_online(self, room_id: int) -> set[str]:
+        # The joins of one room waiting at once share one read: a reconnect storm's hundreds
+        # would each hold a Redis connection (MaxConnectionsError past the pool's 100).
+        read = self.online_reads.get(room_id)
+        if read is None:
+            read = self.online_reads[room_id] = self.loop.create_task(self.presence.store.online(room_id))
+            read.add_done_callback(lambda task: self.online_reads.pop(room_id) if self.online_reads.get(room_id) is task else None)
         try:
-            return await self.presence.store.online(room_id)
+            return set(await asyncio.shield(read))
         except Exception as exc:
             log.warning("presence store unavailable: %r", exc)
             feed = self.feeds.get(room_id)

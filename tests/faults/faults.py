@@ -84,12 +84,22 @@ def make_members(*, rate: float = RATE, members: int = MEMBERS, rooms: int = ROO
     else:
         users = [make_user(f"m{i:02d}") for i in range(members)]
         tokens = {u.pk: make_token(u) for u in users}
-    slugs = [make_room(owner=users[r], slug=f"f{r}").slug for r in range(rooms)]
+    made = [make_room(owner=users[r], slug=f"f{r}") for r in range(rooms)]
+    slugs = [room.slug for room in made]
     # Not i % rooms: nginx hands new sockets to the worker with the fewest (least_conn), so
     # members connecting in turn alternate between two workers, and room i % 4 would have all
     # its members on one worker, never testing delivery from one process to another.
+    room_of = [(i + i // rooms) % rooms for i in range(len(users))]
+    if members > 100:
+        # Members already, as after a first visit: the storm measures reconnects, and the
+        # thousands of first joins (each a membership row) would only slow the set-up.
+        from chat.models import Membership
+
+        Membership.objects.bulk_create(
+            [Membership(room=made[r], user=u) for u, r in zip(users, room_of)], ignore_conflicts=True
+        )
     return [
-        Member(u.username, tokens[u.pk], slugs[(i + i // rooms) % rooms], rate=rate,
+        Member(u.username, tokens[u.pk], slugs[room_of[i]], rate=rate,
                source=f"127.1.{i // 250}.{i % 250 + 1}" if own_addresses else None)
         for i, u in enumerate(users)
     ]

@@ -25,6 +25,9 @@ from websockets.asyncio.client import connect
 RESEND_AFTER = 3.0  # seconds without an answer before a send is repeated
 UNAVAILABLE_RETRY = 1.0  # seconds after `unavailable` before a send is repeated
 ROOM_EVENTS = ("message", "message.edited", "message.deleted")
+CLOSE_TRY_AGAIN_LATER = 1013  # the server is full (CHAT_MAX_CONNECTIONS): as socket.js, back off more
+TRY_AGAIN_FIRST = 2.0
+TRY_AGAIN_CAP = 30.0
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Member:
     errors: Counter = field(default_factory=Counter)
     closes: list[int | None] = field(default_factory=list)
     connects: int = 0
+    attempt: int = 0  # failed attempts since the last join (the backoff's exponent)
     resyncs: int = 0
     in_room: bool = False
     ws: object = None
@@ -63,12 +67,20 @@ class Load:
     """Runs every member's connection and sender until finish()."""
 
     def __init__(self, ws_url: str, http_url: str, members: list[Member], *, max_backoff: float = 1.0,
-                 handshakes: int | None = None):
-        """``max_backoff``: the longest wait between reconnects (jittered, doubling from 50 ms);
-        ``handshakes``: at most this many handshakes in flight at once (None: no limit)."""
+                 first_backoff: float = 0.05, handshakes: int | None = None, open_timeout: float = 5.0):
+        """Reconnects back off as the page's do (chat/static/chat/socket.js): a delay in
+        [ceiling / 2, ceiling], the ceiling doubling from ``first_backoff`` up to
+        ``max_backoff`` (after a 1013, from TRY_AGAIN_FIRST up to TRY_AGAIN_CAP), back to
+        the bottom once the room is joined. The page's are 0.5 s and 10 s; the other
+        scenarios start lower so as to measure the server rather than the wait.
+        ``handshakes``: at most this many handshakes in flight at once (None: no limit);
+        ``open_timeout``: how long a connect and handshake may take (the page sets none: the
+        browser waits; a client that gives up early only makes the server's work wasted)."""
         self.ws_url = ws_url
         self.http_url = http_url
         self.members = members
+        self.first_backoff = first_backoff
+        self.open_timeout = open_timeout
         self.max_backoff = max_backoff
         self.handshaking = asyncio.Semaphore(handshakes) if handshakes else None
         self.sending = False
@@ -131,21 +143,28 @@ class Load:
         sock.setblocking(False)
         return sock, (host, int(port))
 
+    def _backoff(self, member: Member) -> float:
+        """The wait before the next attempt: socket.js's #backoff (equal jitter)."""
+        first, cap = (TRY_AGAIN_FIRST, TRY_AGAIN_CAP) if member.closes[-1:] == [CLOSE_TRY_AGAIN_LATER] else (
+            self.first_backoff, self.max_backoff)
+        ceiling = min(cap, first * 2**member.attempt)
+        member.attempt += 1
+        return ceiling / 2 + random.random() * ceiling / 2
+
     async def _connection(self, member: Member) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.05
         while not self.closing:
             sock, address = self._socket(member)
             slot = self.handshaking
             if slot is not None:
                 await slot.acquire()
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, address), 5)
+                await asyncio.wait_for(loop.sock_connect(sock, address), self.open_timeout)
                 async with connect(
                     f"{self.ws_url}/ws/chat/",
                     sock=sock,
                     additional_headers={"Authorization": f"Token {member.token}"},
-                    open_timeout=5, ping_interval=None, close_timeout=2, proxy=None, compression=None,
+                    open_timeout=self.open_timeout, ping_interval=None, close_timeout=2, proxy=None, compression=None,
                     max_queue=16,
                 ) as ws:
                     if slot is not None:
@@ -153,7 +172,6 @@ class Load:
                         slot = None
                     member.ws = ws
                     member.connects += 1
-                    backoff = 0.05
                     await ws.send(json.dumps({"type": "join", "room": member.room, "since": member.last, "ref": "join"}))
                     while True:
                         await member.reading.wait()
@@ -173,8 +191,7 @@ class Load:
                 member.ws = None
                 sock.close()
             if not self.closing:
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, self.max_backoff)
+                await asyncio.sleep(self._backoff(member))
 
     async def _frame(self, member: Member, ws, frame: dict) -> None:
         kind = frame["type"]
@@ -185,6 +202,7 @@ class Load:
                 member.resyncs += 1
                 await self._read_history(member, upto=frame["seq"])
             member.in_room = True
+            member.attempt = 0
             await self._flush(member, force=True)
         elif kind == "ack":
             client_id = frame["client_id"]

@@ -106,6 +106,9 @@ def storm_members(db):
 @fault("storm")
 @pytest.mark.timeout(600)
 async def test_a_reconnect_storm_brings_every_client_back_complete(storm_members, tmp_path):
-    # Clients back off as the page's does (jittered, doubling, at most 10 s); the load
-    # generator, one Python process, keeps at most 200 handshakes in flight.
-    await _run("storm", storm_members, tmp_path, join_timeout=180, load_args={"max_backoff": 10.0, "handshakes": 200})
+    # Clients back off as the page's do (socket.js: equal jitter, the ceiling doubling from
+    # 0.5 s to 10 s) and, like a browser, wait for a slow handshake (30 s) instead of giving
+    # up and coming back; the load generator, one Python process, keeps at most 200
+    # handshakes in flight.
+    await _run("storm", storm_members, tmp_path, join_timeout=180,
+               load_args={"first_backoff": 0.5, "max_backoff": 10.0, "handshakes": 200, "open_timeout": 30.0})

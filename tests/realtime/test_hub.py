@@ -157,3 +157,22 @@ async def test_shutdown_closes_every_socket_of_the_process(lobby):
     assert realtime.current_hub() is hub
     assert await hub.close_all(protocol.CLOSE_GOING_AWAY) == 2
     assert [s.closed for s in sockets] == [1001, 1001]
+
+
+async def test_users_attaching_at_once_each_get_their_own_events_and_a_room_its_posts_in_order(lobby, caplog):
+    # A reconnect storm's attaches: the hub's layer writes of different groups run at once,
+    # each group's in order (a user group's add before that user's event; a room's posts).
+    ann, bob, room = lobby
+    hub = await realtime.ahub()
+    sockets = [Socket(10_000 + i, f"u{i}") for i in range(150)]
+    listener = Socket(bob.pk, "bob")
+    await asyncio.gather(*(hub.user_attach(s) for s in sockets), joined(hub, listener, room))
+    events = {s.user_id: protocol.kick_event(room_id=room.pk, reason=f"for {s.username}") for s in sockets}
+    for user_id, event in events.items():
+        realtime.user_event_publish(user_id=user_id, event=event)
+    for i in range(5):
+        await post(room, ann, f"m{i}")
+    for s in sockets:
+        assert await asyncio.wait_for(s.events.get(), 5) == events[s.user_id]
+    assert [(await listener.next("message"))["seq"] for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert "timed out" not in caplog.text
