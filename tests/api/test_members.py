@@ -176,20 +176,20 @@ async def test_a_member_removed_while_their_join_is_in_flight_is_joined_then_kic
         if "kick" in event:
             kick_seen.set()
 
-    resume = selectors.room_resume
+    resume = selectors.room_resume_many
 
-    def remove_bob_then_resume(**kwargs):
+    def remove_bob_then_resume(resumes):
         # In the join's database thread, after its access check: ann removes bob, and the
         # socket has taken the kick before the join goes on.
         assert token_client(user).delete(URL + "bob/").status_code == 204
         assert kick_seen.wait(5)
-        return resume(**kwargs)
+        return resume(resumes)
 
     monkeypatch.setattr(ChatConsumer, "user_event", seen)
-    monkeypatch.setattr(selectors, "room_resume", remove_bob_then_resume)
+    monkeypatch.setattr(selectors, "room_resume_many", remove_bob_then_resume)
     assert (await sock.join("secret", ref="j1"))["type"] == "joined"
     assert await sock.recv() == {"type": "kicked", "room": "secret", "reason": "You were removed."}
-    monkeypatch.setattr(selectors, "room_resume", resume)
+    monkeypatch.setattr(selectors, "room_resume_many", resume)
 
     def post():
         body = {"body": "after", "client_id": "6f1c0c2e-0000-4000-8000-000000000002"}
