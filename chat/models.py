@@ -372,9 +372,14 @@ class Notification(models.Model):
         REPLY = "reply"
         ROOM = "room"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="notifications")
-    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    # No index of their own: each column leads one of the indexes below, which serve the
+    # cascades (PostgreSQL looks the referencing rows up on every delete) as well as the
+    # queries. Every index costs each stored notification a B-tree insertion.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="notifications", db_index=False)
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+", db_index=False)
     seq = models.BigIntegerField()
     kind = models.CharField(max_length=10, choices=Kind.choices)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -382,12 +387,14 @@ class Notification(models.Model):
     emailed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "message"], name="notification_user_message")]
+        # One per (user, message); message first, so it is also the message's cascade index.
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="notification_message_user")]
         indexes = [
-            # The inbox (newest first, keyset on id) and the digest's "unread, not emailed".
+            # The inbox (newest first, keyset on id), the digest's "unread, not emailed", and
+            # the user's cascade.
             models.Index(fields=["user", "read_at", "id"], name="notification_user_unread"),
-            # Marking read up to a seq, and the unread count per room.
-            models.Index(fields=["user", "room", "seq"], name="notification_user_room_seq"),
+            # Marking read up to a seq, the unread count per room, and the room's cascade.
+            models.Index(fields=["room", "user", "seq"], name="notification_room_user_seq"),
         ]
 
     def __str__(self) -> str:

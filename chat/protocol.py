@@ -599,14 +599,17 @@ class NotificationFrame(TypedDict):
     notification: NotificationShape
 
 
-def message_frame(*, seq: int, message) -> MessageFrame:
-    """The ``message`` event of ``message`` at ``seq`` (needs room and author loaded)."""
-    return {"type": MESSAGE, "room": message.room.slug, "seq": seq, "message": message_payload(message)}
+def message_frame(*, seq: int, message, payload: MessageShape | None = None) -> MessageFrame:
+    """The ``message`` event of ``message`` at ``seq`` (needs room and author loaded);
+    ``payload``: its MESSAGE, if the caller built it already."""
+    payload = message_payload(message) if payload is None else payload
+    return {"type": MESSAGE, "room": message.room.slug, "seq": seq, "message": payload}
 
 
-def message_edited_frame(*, seq: int, message) -> MessageFrame:
+def message_edited_frame(*, seq: int, message, payload: MessageShape | None = None) -> MessageFrame:
     """The ``message.edited`` event of ``message`` at ``seq``, with its current state."""
-    return {"type": MESSAGE_EDITED, "room": message.room.slug, "seq": seq, "message": message_payload(message)}
+    payload = message_payload(message) if payload is None else payload
+    return {"type": MESSAGE_EDITED, "room": message.room.slug, "seq": seq, "message": payload}
 
 
 def message_deleted_frame(*, seq: int, message, by: str) -> MessageDeletedFrame:
@@ -765,11 +768,19 @@ FRAME_BUILDERS = {
 _ROOM_EVENT_BUILDERS = {MESSAGE: message_frame, MESSAGE_EDITED: message_edited_frame, MESSAGE_REACTED: message_reacted_frame}
 
 
-def event_frame(*, kind: str, seq: int, message, by: str = "") -> RoomEventFrame:
-    """Return the encoded room event of type ``kind`` about ``message`` at ``seq``."""
+def event_frame(*, kind: str, seq: int, message, by: str = "", payload: MessageShape | None = None) -> RoomEventFrame:
+    """Return the encoded room event of type ``kind`` about ``message`` at ``seq``.
+
+    ``payload``: the message's MESSAGE if the caller built it already (the posting path,
+    whose `notification` frames carry the same one), for a ``message`` or ``message.edited``.
+    """
     if kind == MESSAGE_DELETED:
         return RoomEventFrame(seq=seq, text=encode(message_deleted_frame(seq=seq, message=message, by=by)))
-    return RoomEventFrame(seq=seq, text=encode(_ROOM_EVENT_BUILDERS[kind](seq=seq, message=message)))
+    if payload is not None and kind in (MESSAGE, MESSAGE_EDITED):
+        frame = _ROOM_EVENT_BUILDERS[kind](seq=seq, message=message, payload=payload)
+    else:
+        frame = _ROOM_EVENT_BUILDERS[kind](seq=seq, message=message)
+    return RoomEventFrame(seq=seq, text=encode(frame))
 
 
 # --- events between processes (channel-layer messages) ---------------------------------

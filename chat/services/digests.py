@@ -73,24 +73,21 @@ def unsubscribe_user_id(token: str) -> int | None:
 # --- scheduling (server processes, after the notifications commit) -----------------------
 
 
-def _with_email_on(user_ids: set[int]) -> list[tuple[int, str]]:
-    """(id, username) of the ``user_ids`` who are active, have an email address and have not
-    turned email notifications off. One query, written out (it runs after every commit that
-    notifies anyone, and compiling the ORM's join costs more than running it)."""
-    if not user_ids:
-        return []
-    User = get_user_model()
+def emailable_sql(user_id: str) -> str:
+    """An SQL scalar subquery: the username of the user whose id is the expression
+    ``user_id`` if that user would get a digest (active, an email address, email
+    notifications not turned off), else NULL.
+
+    The notifications' INSERT returns it for each row it stores (notifications._insert), so
+    scheduling the digests after the commit costs no query of its own.
+    """
     quote = connection.ops.quote_name
-    marks = ", ".join(["%s"] * len(user_ids))
-    sql = (
-        f"SELECT u.id, u.username FROM {quote(User._meta.db_table)} u"
-        f" LEFT JOIN {quote(UserPreferences._meta.db_table)} p ON p.user_id = u.id"
-        f" WHERE u.id IN ({marks}) AND u.is_active AND u.email <> ''"
-        f" AND (p.email_notifications IS NULL OR p.email_notifications)"
+    return (
+        f"(SELECT eu.username FROM {quote(get_user_model()._meta.db_table)} eu"
+        f" LEFT JOIN {quote(UserPreferences._meta.db_table)} ep ON ep.user_id = eu.id"
+        f" WHERE eu.id = {user_id} AND eu.is_active AND eu.email <> ''"
+        f" AND (ep.email_notifications IS NULL OR ep.email_notifications))"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(user_ids))
-        return [(user_id, username) for user_id, username in cursor.fetchall()]
 
 
 def _away(users: list[tuple[int, str]]) -> list[int]:
@@ -102,10 +99,10 @@ def _away(users: list[tuple[int, str]]) -> list[int]:
     return [user_id for user_id, _ in users if user_id not in here]
 
 
-def digests_schedule(*, user_ids: set[int]) -> list[int]:
-    """Enqueue a digest for each of ``user_ids`` who would get one and has none due; return
-    their ids. Runs after the notifications committed (notifications_deliver)."""
-    users = _with_email_on(user_ids)
+def digests_schedule(*, users: list[tuple[int, str]]) -> list[int]:
+    """Enqueue a digest for each of ``users``, (id, username) of users who would get one
+    (emailable_sql), who has no socket open and none due; return their ids. Runs after
+    the notifications committed (notifications_deliver)."""
     away = _away(users) if users else []
     if not away:
         return []

@@ -198,11 +198,12 @@ def _announce(room_id: int, frames: list[protocol.RoomEventFrame]) -> None:
     transaction.on_commit(lambda: realtime.room_events_publish([(room_id, frames)]))
 
 
-def _record_event(*, message: Message, kind: str, seq: int, by: str = "") -> None:
-    """Store the event, keep it for the room's webhooks, and announce it once the transaction commits."""
+def _record_event(*, message: Message, kind: str, seq: int, by: str = "", payload: protocol.MessageShape | None = None) -> None:
+    """Store the event, keep it for the room's webhooks, and announce it once the transaction
+    commits (``payload``: the message's MESSAGE, if the caller built it already)."""
     RoomEvent.objects.create(room_id=message.room_id, seq=seq, kind=kind, message=message, by=by)
     _prune_events(message.room_id, seq, seq)
-    frames = [protocol.event_frame(kind=kind, seq=seq, message=message, by=by)]
+    frames = [protocol.event_frame(kind=kind, seq=seq, message=message, by=by, payload=payload)]
     # message.room is the room read under the lock (_message_locked): no query without subscriptions.
     subscriptions.outbox_write(room=message.room, kind=kind, frames=frames)
     _announce(message.room_id, frames)
@@ -530,19 +531,24 @@ def _store_posts(posts: Sequence[Post], accepted: list[tuple[int, Room, Rendered
         Message.objects.filter(pk=root_id).update(
             reply_count=F("reply_count") + len(answers), last_reply_at=max(m.created_at for m in answers)
         )
+    # Each MESSAGE is built once: for the room's frame and for the `notification` frames.
+    payloads = {message.pk: protocol.message_payload(message) for message in messages}
     # Mentions, DMs and replies: their notifications are stored with the posts.
     notify_for_posted(
         messages=messages,
         reply_roots={stored[i].pk: root.author_id for i, _room, _rendered, root in accepted if root is not None},
         mentioned={stored[i].pk: rendered.mention_ids for i, _room, rendered, _root in accepted if rendered.mention_ids},
         room_mentions={stored[i].pk for i, _room, rendered, _root in accepted if rendered.room_mention},
+        payloads=payloads,
     )
     announced = []
     for room_id, items in by_room.items():
         seqs = [stored[item[0]].seq for item in items]
         _prune_events(room_id, seqs[0], seqs[-1])
-        frames = [protocol.event_frame(kind=protocol.MESSAGE, seq=stored[item[0]].seq, message=stored[item[0]])
-                  for item in items]
+        frames = [
+            protocol.event_frame(kind=protocol.MESSAGE, seq=message.seq, message=message, payload=payloads[message.pk])
+            for message in (stored[item[0]] for item in items)
+        ]
         # The room as read under its lock (room_access_many): no query without subscriptions.
         subscriptions.outbox_write(room=items[0][1], kind=protocol.MESSAGE, frames=frames)
         announced.append((room_id, frames))
@@ -669,10 +675,11 @@ def message_edit(*, message_id: int, user, body: str, door: rules.Door = rules.D
         message.edited_at = timezone.now()
         message.save(update_fields=["body", "html", "mentions", "edited_at"])
         selectors.reactions_attach([message])
-        _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq)
+        payload = protocol.message_payload(message)
+        _record_event(message=message, kind=protocol.MESSAGE_EDITED, seq=seq, payload=payload)
         # Those the edit newly mentions (the unique constraint keeps one per user and message).
         notify_for_posted(messages=[message], mentioned={message.pk: rendered.mention_ids},
-                          room_mentions={message.pk} if rendered.room_mention else ())
+                          room_mentions={message.pk} if rendered.room_mention else (), payloads={message.pk: payload})
     return message
 
 

@@ -21,6 +21,7 @@ concerned several ways, the kind is the first of dm, mention, reply, room.
 from __future__ import annotations
 
 import functools
+import json
 import zoneinfo
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from .. import protocol, realtime, rules
 from ..models import Membership, Message, Notification, Room, UserPreferences
-from .digests import digests_schedule
+from .digests import digests_schedule, emailable_sql
 
 Kind = Notification.Kind
 
@@ -50,7 +51,7 @@ class StoredNotification(NamedTuple):
 
 
 ROOM_MENTION = "room"
-INSERT_CHUNK = 2000  # notification rows per INSERT (6 parameters each)
+INSERT_CHUNK = 2000  # notification rows per INSERT on SQLite (6 parameters each)
 _PRECEDENCE = {Kind.DM: 0, Kind.MENTION: 1, Kind.REPLY: 2, Kind.ROOM: 3}
 
 
@@ -69,6 +70,7 @@ def notify_for_posted(
     reply_roots: dict[int, int] | None = None,
     mentioned: dict[int, dict[str, int]] | None = None,
     room_mentions: Collection[int] = (),
+    payloads: dict[int, protocol.MessageShape] | None = None,
 ) -> list[StoredNotification]:
     """Store the notifications ``messages`` (just posted, or just edited) make; deliver them,
     and schedule the email digests of the users who are away, once the transaction commits.
@@ -80,7 +82,9 @@ def notify_for_posted(
     ``mentioned`` maps a message's id to the {username: user id} it renders as mentions,
     ``room_mentions`` holds the ids of the messages whose body writes ``@room``.
     ``reply_roots`` maps a message's id to the author id of the message it replies to (the
-    author of the root is notified with kind ``reply``).
+    author of the root is notified with kind ``reply``). ``payloads`` maps a message's id to
+    its MESSAGE if the caller built it already (for the room's frame): the `notification`
+    frames carry the same one.
 
     Whether each user may still read the room is asked again here, under the locks, in the
     INSERT itself (rules.readers_sql). A batch that notifies nobody costs no query; one that
@@ -114,50 +118,81 @@ def notify_for_posted(
         for user_id, kind in targets.items()
         if user_id != by_id[message_id].author_id
     ]
-    created = _insert(rows, by_id) if rows else []
+    created, emailable = _insert(rows, by_id) if rows else ([], [])
     if created:
         # robust: the messages are stored whatever happens to their delivery (logged, not raised).
-        transaction.on_commit(lambda: notifications_deliver(created), robust=True)
+        transaction.on_commit(lambda: notifications_deliver(created, emailable=emailable, payloads=payloads), robust=True)
     return created
 
 
-def _insert(rows: list[tuple[int, int, str]], by_id: dict[int, Message]) -> list[StoredNotification]:
+def _insert(
+    rows: list[tuple[int, int, str]], by_id: dict[int, Message]
+) -> tuple[list[StoredNotification], list[tuple[int, str]]]:
     """Store the (message id, user id, kind) rows whose user may read the message's room
     (rules.readers_sql) and has no notification of that message yet (an edit's); return
-    those stored.
+    those stored, and the (id, username) of their users who would get an email digest
+    (digests.emailable_sql).
 
-    One statement (per INSERT_CHUNK rows: an ``@room`` of a large room stays under SQLite's
-    32,766 parameters), INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
-    rule is asked, the rows stored and their ids read in one round trip, under the rooms'
-    locks; and Django's bulk_create would cost more Python than the INSERT costs the
-    database (it prepares every field of every row, and makes a model instance of each).
+    One statement, INSERT … SELECT … ON CONFLICT DO NOTHING … RETURNING, written out: the
+    rule is asked, the rows stored, their ids and the digests' question read in one round
+    trip, under the rooms' locks; Django's bulk_create would cost more Python than the
+    INSERT costs the database (it prepares every field of every row, and makes a model
+    instance of each). The rows (_rows_sql) go to PostgreSQL as one JSON array, to SQLite
+    as a VALUES list, INSERT_CHUNK rows a statement.
     """
     now = timezone.now()
     quote = connection.ops.quote_name
+    table = quote(Notification._meta.db_table)
+    shared = {}  # message id -> (room id, seq, private): what a message's rows have in common
+    for message_id, message in by_id.items():
+        shared[message_id] = (message.room_id, message.seq, int(message.room.private))
+    values = []  # (user, message, room, seq, kind, private): p.column1 … p.column6 below
+    for message_id, user_id, kind in rows:
+        room_id, seq, private = shared[message_id]
+        values.append((user_id, message_id, room_id, seq, kind, private))
     readable, readable_params = rules.readers_sql(user="u", room="p.column3", private="p.column6")
-    stored: list[tuple[int, int, int]] = []
-    for start in range(0, len(rows), INSERT_CHUNK):
-        chunk = rows[start : start + INSERT_CHUNK]
-        params: list = [connection.ops.adapt_datetimefield_value(now)]
-        for message_id, user_id, kind in chunk:
-            message = by_id[message_id]
-            params += (user_id, message_id, message.room_id, message.seq, kind, int(message.room.private))
-        values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+    stored: list[tuple[int, int, int, str | None]] = []
+    for rows_sql, rows_params in _rows_sql(values):
         sql = (
-            f"INSERT INTO {quote(Notification._meta.db_table)} (user_id, message_id, room_id, seq, kind, created_at)"
+            f"INSERT INTO {table} (user_id, message_id, room_id, seq, kind, created_at)"
             f" SELECT p.column1, p.column2, p.column3, p.column4, p.column5, %s"
-            f" FROM (VALUES {values}) AS p JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
+            f" FROM {rows_sql} JOIN {quote(get_user_model()._meta.db_table)} u ON u.id = p.column1"
             f" WHERE {readable}"
             # (user, message) is unique: an edit skips those notified before; the ids are
             # matched by it below, whatever order RETURNING keeps (SQLite 3.35+ has RETURNING).
-            f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id"
+            f" ON CONFLICT DO NOTHING RETURNING id, message_id, user_id, {emailable_sql(f'{table}.user_id')}"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params + readable_params)
+            cursor.execute(sql, [connection.ops.adapt_datetimefield_value(now), *rows_params, *readable_params])
             stored += cursor.fetchall()
     kinds = {(message_id, user_id): kind for message_id, user_id, kind in rows}
-    return [StoredNotification(pk, user_id, message_id, by_id[message_id], kinds[message_id, user_id], now)
-            for pk, message_id, user_id in sorted(stored)]
+    created = [StoredNotification(pk, user_id, message_id, by_id[message_id], kinds[message_id, user_id], now)
+               for pk, message_id, user_id, _username in sorted(stored)]
+    emailable = {user_id: username for _pk, _message_id, user_id, username in stored if username is not None}
+    return created, list(emailable.items())
+
+
+def _rows_sql(values: list[tuple]) -> list[tuple[str, list]]:
+    """The notification rows ``values`` (user, message, room, seq, kind, private) as
+    relations ``p`` of columns column1 … column6, with their parameters: one per statement.
+
+    PostgreSQL: one JSON array, whatever the number of rows (json.dumps is one C call).
+    psycopg binds parameters on the client: it parses the placeholders of every statement
+    too long for its cache (a VALUES list of six per row is), and dumps arrays (unnest)
+    element by element in Python; either costs more (docs/performance.md, issue 15).
+    SQLite: a VALUES list (its json_each and json_extract cost it more), INSERT_CHUNK rows a
+    statement (an ``@room`` of a large room stays under its 32,766 parameters).
+    """
+    if connection.vendor == "postgresql":
+        types = ["bigint", "bigint", "bigint", "bigint", "text", "integer"]
+        columns = ", ".join(f"(r.value ->> {i})::{kind} AS column{i + 1}" for i, kind in enumerate(types))
+        return [(f"(SELECT {columns} FROM jsonb_array_elements(%s::jsonb) AS r) AS p", [json.dumps(values)])]
+    statements = []
+    for start in range(0, len(values), INSERT_CHUNK):
+        chunk = values[start : start + INSERT_CHUNK]
+        marks = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(chunk))
+        statements.append((f"(VALUES {marks}) AS p", [value for row in chunk for value in row]))
+    return statements
 
 
 def _add_room_mentions(
@@ -202,22 +237,40 @@ def _may_mention_room(messages: list[Message]) -> set[int]:
     return {m.pk for m in messages if (m.room_id, m.author_id) in roles or rules.is_site_moderator(m.author)}
 
 
-def notifications_deliver(notifications: Sequence[Notification | StoredNotification]) -> None:
+def notifications_deliver(
+    notifications: Sequence[Notification | StoredNotification],
+    *,
+    emailable: list[tuple[int, str]],
+    payloads: dict[int, protocol.MessageShape] | None = None,
+) -> None:
     """Send each committed notification to every open socket of its user, then schedule
-    the email digests of those who have none (chat.services.digests).
+    the email digests of those of ``emailable`` (the (id, username) of the notified users
+    who would get one, digests.emailable_sql) who have none open (chat.services.digests).
 
-    One layer message for them all, whatever the number of users and messages.
+    One layer message for them all, whatever the number of users and messages; each
+    message's MESSAGE is built once (or taken from ``payloads``), however many it notifies.
     """
     by_message: dict[int, list[Notification]] = {}
     for notification in notifications:
         by_message.setdefault(notification.message_id, []).append(notification)
+    payloads = payloads or {}
+    stamps: dict[datetime, str | None] = {}  # the notifications of one INSERT share their time
     notes = []
-    for group in by_message.values():
+    for message_id, group in by_message.items():
         message = group[0].message
-        items = [[n.user_id, n.pk, n.kind, protocol.timestamp(n.created_at)] for n in group]
-        notes.append({"room": message.room.slug, "message": protocol.message_payload(message), "items": items})
+        items = []
+        for n in group:
+            stamp = stamps.get(n.created_at)
+            if stamp is None:
+                stamp = stamps[n.created_at] = protocol.timestamp(n.created_at)
+            items.append([n.user_id, n.pk, n.kind, stamp])
+        payload = payloads.get(message_id)
+        if payload is None:
+            payload = protocol.message_payload(message)
+        notes.append({"room": message.room.slug, "message": payload, "items": items})
     realtime.user_notifications_publish(notes=notes)
-    digests_schedule(user_ids={n.user_id for n in notifications})
+    if emailable:
+        digests_schedule(users=emailable)
 
 
 # --- read state ------------------------------------------------------------------------
