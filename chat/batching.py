@@ -43,6 +43,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from . import services
+from .coalesce import settle
 from .db import db_call
 from .models import Message
 from .pgdeadline import SERVER_SHARE
@@ -108,7 +109,7 @@ class PostBatcher:
                 batch = []
         except BaseException as exc:  # cancelled (shutdown): nobody waits forever
             for queued in batch + self.queue:
-                _settle(queued.future, exc if isinstance(exc, Exception) else OperationalError("shutting down"))
+                settle(queued.future, exc if isinstance(exc, Exception) else OperationalError("shutting down"))
             self.queue, self.deferred = [], 0
             raise
         finally:
@@ -142,12 +143,12 @@ class PostBatcher:
         now = time.monotonic()
         for queued, result in zip(batch, results):
             if result is not services.DEFERRED:
-                _settle(queued.future, result)
+                settle(queued.future, result)
                 continue
             if queued.retry_at == 0.0:
                 queued.give_up_at = now + lock_wait()
             if now >= queued.give_up_at:
-                _settle(queued.future, OperationalError("the room's lock was not free within lock_timeout"))
+                settle(queued.future, OperationalError("the room's lock was not free within lock_timeout"))
                 continue
             queued.retry_at = min(now + queued.backoff, queued.give_up_at)
             queued.backoff = min(queued.backoff * 2, RETRY_MOST)
@@ -185,15 +186,6 @@ class PostBatcher:
 def _wake_up(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _settle(future: asyncio.Future, result) -> None:
-    if future.done():  # the socket went away meanwhile
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PostBatcher] = weakref.WeakKeyDictionary()

@@ -55,18 +55,20 @@ class Coalescer:
                 except Exception as exc:  # the database: every item of the batch fails with it
                     results = [exc] * len(batch)
                 for (_, future), result in zip(batch, results):
-                    _settle(future, result)
+                    settle(future, result)
                 batch = []
         except BaseException as exc:  # cancelled (shutdown): nobody waits forever
             for _, future in batch + self.queue:
-                _settle(future, exc if isinstance(exc, Exception) else OperationalError("shutting down"))
+                settle(future, exc if isinstance(exc, Exception) else OperationalError("shutting down"))
             self.queue = []
             raise
         finally:
             self.task = None
 
 
-def _settle(future: asyncio.Future, result) -> None:
+def settle(future: asyncio.Future, result) -> None:
+    """Give ``future`` its result, or raise ``result`` in it if that is an exception (the
+    group commit's answers too, chat/batching.py)."""
     if future.done():  # the socket went away meanwhile
         return
     if isinstance(result, BaseException):

@@ -133,8 +133,8 @@ def test_remove_with_a_session_needs_the_csrf_token(user, secret, other):
     assert "bob" in _roles(secret)
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_removed_member_of_a_private_room_is_kicked_from_it_at_once(user, other, general):
+async def _secret_room_socket(user, other):
+    """A socket of ``other``, a member of ``user``'s private room "secret" (not joined yet)."""
     from chat import services
 
     def setup():
@@ -142,8 +142,13 @@ async def test_removed_member_of_a_private_room_is_kicked_from_it_at_once(user, 
         Membership.objects.create(room=room, user=other)
         return session_cookie(other)
 
-    cookie = await database_sync_to_async(setup)()
-    sock, _, _ = await open_socket(cookie=cookie)
+    sock, _, _ = await open_socket(cookie=await database_sync_to_async(setup)())
+    return sock
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_removed_member_of_a_private_room_is_kicked_from_it_at_once(user, other, general):
+    sock = await _secret_room_socket(user, other)
     assert (await sock.join("secret"))["type"] == "joined"
     status = await database_sync_to_async(lambda: token_client(user).delete(URL + "bob/").status_code)()
     assert status == 204
@@ -158,16 +163,10 @@ async def test_a_member_removed_while_their_join_is_in_flight_is_joined_then_kic
     and the socket is out of the room (a message posted there afterwards does not reach it)."""
     import threading
 
-    from chat import selectors, services
+    from chat import selectors
     from chat.consumers import ChatConsumer
 
-    def setup():
-        room = services.room_create(owner=user, slug="secret", private=True)
-        Membership.objects.create(room=room, user=other)
-        return session_cookie(other)
-
-    cookie = await database_sync_to_async(setup)()
-    sock, _, _ = await open_socket(cookie=cookie)
+    sock = await _secret_room_socket(user, other)
     kick_seen = threading.Event()
     user_event = ChatConsumer.user_event
 
