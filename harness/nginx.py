@@ -121,10 +121,15 @@ http {{
             self.process = subprocess.Popen(
                 [binary, "-p", str(self.prefix), "-c", str(conf), "-g", "daemon off;"], stdout=log, stderr=subprocess.STDOUT
             )
-        wait_for(self._up, timeout, "nginx")
+        self.last_answer = "none"
+        try:
+            wait_for(self._up, timeout, "nginx")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} (its last /healthz answer: {self.last_answer})") from None
         return self
 
     def _up(self) -> bool:
+        import urllib.error
         import urllib.request
 
         if self.process.poll() is not None:
@@ -132,7 +137,11 @@ http {{
         try:
             with urllib.request.urlopen(f"{self.http}/healthz", timeout=3) as response:
                 return response.status == 200
-        except OSError:
+        except urllib.error.HTTPError as exc:  # the workers' 503 names the failed check
+            self.last_answer = f"{exc.code} {exc.read()[:200].decode(errors='replace')}"
+            return False
+        except OSError as exc:
+            self.last_answer = repr(exc)
             return False
 
     def stop(self, timeout: float = 10) -> None:

@@ -14,6 +14,7 @@ import itertools
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,6 +22,7 @@ from django.core import mail
 from django.db import connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from chat import protocol, rules, services
@@ -114,6 +116,9 @@ def test_every_room_event_is_posted_as_its_frame_signed(webhooks, receiver):
 
 @pytest.mark.django_db
 def test_a_failing_event_is_retried_with_backoff_and_later_ones_wait(webhooks, receiver):
+    # Retries are made due by the test (retry_at moved to now), not by sleeping: a loaded
+    # machine can take longer than any short backoff between two calls.
+    webhooks.CHAT_WEBHOOK_BACKOFF_START = 60.0
     receiver.script = [500, 500]
     ann = make_user("ann")
     room = make_room(owner=ann)
@@ -121,16 +126,21 @@ def test_a_failing_event_is_retried_with_backoff_and_later_ones_wait(webhooks, r
     for i in range(3):
         post(room, ann, f"m{i}")
 
+    def make_due():
+        Subscription.objects.filter(pk=subscription.pk).update(retry_at=timezone.now())
+
+    before = timezone.now()
     assert deliver(subscription) == 0  # seq 1 failed: 2 and 3 wait
     subscription.refresh_from_db()
-    assert subscription.failures == 1 and subscription.retry_at is not None
+    assert subscription.failures == 1 and subscription.retry_at >= before + timedelta(seconds=60)
     assert deliver(subscription) == 0  # too early: the retry is scheduled, not due
     assert seqs(receiver.all()) == [1]
-    time.sleep(0.05)
+    make_due()
+    before = timezone.now()
     assert deliver(subscription) == 0  # second failure
     subscription.refresh_from_db()
-    assert subscription.failures == 2
-    time.sleep(0.1)
+    assert subscription.failures == 2 and subscription.retry_at >= before + timedelta(seconds=120)  # doubled
+    make_due()
     assert deliver(subscription) == 3
     assert seqs(receiver.all()) == [1, 1, 1, 2, 3]
     assert [r.answered for r in receiver.all()] == [500, 500, 200, 200, 200]
