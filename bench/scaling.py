@@ -11,7 +11,7 @@ and creates ``bench_scale``) and Redis at 127.0.0.1:6379 (database 5, flushed be
 For each K (``--procs``) the run starts K processes of the project (Daphne, or ``--asgi
 uvicorn``) with REDIS_URL set, moves process j into its own cgroup
 /sys/fs/cgroup/cpu/chat-bench/p<j> with ``cpu.cfs_quota_us`` = ``--quota`` cores × the
-100,000 µs period, and starts nginx (deploy/nginx/'s configuration through harness.Nginx) with
+10,000 µs period (harness.cgroups.PERIOD_US), and starts nginx (deploy/nginx/'s configuration through harness.Nginx) with
 one extra listening port per process (explicit per-port routing, ``per_port``): client i of a
 room goes to process (i mod K) of that room's clients as bench/scaleout.py places them, so the
 senders and every room's members are spread evenly (the sockets open per process, from
@@ -145,7 +145,7 @@ def rate_of(step: StepResult, workload: str) -> float:
 def summary(results: dict, args) -> str:
     quota = args.quota
     lines = [f"machine: {results['machine']}", f"project: {results['project_version']} on {args.asgi}",
-             f"budget: {quota:g} core per process (cfs_quota_us {round(quota * 100000)} of 100000)" if quota
+             f"budget: {quota:g} core per process (cfs_quota_us {round(quota * cgroups.PERIOD_US)} of {cgroups.PERIOD_US})" if quota
              else "budget: none (--quota 0: processes unconfined)",
              f"steps of {args.duration:g} s; pass = no loss, duplicate or error and p99 <= {args.p99:g} ms; "
              "clients through nginx, per-port routing", "",

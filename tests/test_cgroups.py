@@ -26,7 +26,7 @@ def test_a_busy_process_in_a_group_gets_its_quota_and_is_moved_back_after():
     try:
         before = cgroups.own_group(spin.pid)
         with cgroups.CpuGroups(name, count=2, cores=0.2) as groups:
-            assert (groups[0].path / "cpu.cfs_quota_us").read_text().strip() == "20000"
+            assert (groups[0].path / "cpu.cfs_quota_us").read_text().strip() == str(round(0.2 * cgroups.PERIOD_US))
             assert (groups.parent / "cpu.shares").read_text().strip() == "2048"  # two processes' weight
             groups[0].add(spin.pid)
             assert groups[0].pids() == [spin.pid] and groups[1].pids() == []
